@@ -1,0 +1,181 @@
+"""Read-only questions to a ledger: the runs, and a run's events past a high-water mark.
+
+Readers open the file read-only and hold no transaction between calls, so they never block
+the writer nor starve WAL checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from peewee import JOIN
+
+from .db import Ledger, open_ledger
+from .errors import LedgerError
+from .records import Kind, ProbeResult, RunInfo, RunStatus, StepEvent
+
+STALE_AFTER_S = 30.0
+
+EVENT_FIELDS = (
+    "loss", "prompt_tokens", "golden_tokens", "batch_loss", "learning_rate", "grad_norm",
+    "tokens_per_s", "epoch", "output_tokens", "match", "train_loss_mean", "val_loss", "gap",
+    "gap_ok", "heldout_accuracy", "heldout_token_accuracy", "eval_seconds",
+)  # fmt: skip
+
+
+class LedgerReader:
+    """A read-only view of one ledger file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.ledger: Ledger = open_ledger(path, readonly=True)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self.ledger.path
+
+    def runs(self, status: RunStatus | None = None) -> list[RunInfo]:
+        """Every run, newest first."""
+        Run = self.ledger.tables.run
+        query = Run.select().order_by(Run.started_at.desc())
+        if status is not None:
+            query = query.where(Run.status == status.value)
+        return [_run_info(row) for row in query.dicts()]
+
+    def run(self, ref: str) -> RunInfo:
+        """A run by id, unique id prefix, name, or `latest`."""
+        Run = self.ledger.tables.run
+        if ref == "latest":
+            row = Run.select().order_by(Run.started_at.desc()).limit(1).dicts().first()
+            if row is None:
+                raise LedgerError(f"{self.path}: the ledger has no runs yet")
+            return _run_info(row)
+        rows = list(Run.select().where(Run.id.startswith(ref) | (Run.name == ref)).dicts())
+        exact = [row for row in rows if row["id"] == ref]
+        if exact:
+            return _run_info(exact[0])
+        if len(rows) == 1:
+            return _run_info(rows[0])
+        if not rows:
+            raise LedgerError(f"{self.path}: no run matches '{ref}' (try `twotier ledger runs`)")
+        names = ", ".join(row["id"] for row in rows[:5])
+        raise LedgerError(f"{self.path}: '{ref}' matches {len(rows)} runs ({names}); give more of the id")
+
+    def events_after(
+        self, run_id: str, after_id: int = 0, limit: int = 500, *, with_probes: bool = False
+    ) -> list[StepEvent]:
+        """The run's events with row id above `after_id`, oldest first: the tail read."""
+        Event = self.ledger.tables.event
+        query = self._event_query().where((Event.run == run_id) & (Event.id > after_id))
+        events = [_event(row) for row in query.order_by(Event.id).limit(limit).dicts()]
+        if with_probes:
+            return [self._attach_probes(event) for event in events]
+        return events
+
+    def iter_events(self, run_id: str | None = None, kind: Kind | None = None, chunk: int = 1000) -> Iterator[StepEvent]:
+        """All events of one run (or all runs), in id order, read in chunks."""
+        Event = self.ledger.tables.event
+        after = 0
+        while True:
+            query = self._event_query().where(Event.id > after)
+            if run_id is not None:
+                query = query.where(Event.run == run_id)
+            if kind is not None:
+                query = query.where(Event.kind == kind.value)
+            rows = list(query.order_by(Event.id).limit(chunk).dicts())
+            if not rows:
+                return
+            for row in rows:
+                yield _event(row)
+            after = rows[-1]["id"]
+
+    def probes(self, event_id: int) -> tuple[ProbeResult, ...]:
+        """The probe set's answers at one full eval."""
+        tables = self.ledger.tables
+        Probe, Text = tables.probe, tables.text
+        prompt, golden, output = Text.alias(), Text.alias(), Text.alias()
+        query = (
+            Probe.select(Probe.probe_id, Probe.match, Probe.loss,
+                         prompt.body.alias("prompt"), golden.body.alias("golden"), output.body.alias("output"))
+            .join_from(Probe, prompt, on=(Probe.prompt == prompt.id))
+            .join_from(Probe, golden, on=(Probe.golden == golden.id))
+            .join_from(Probe, output, on=(Probe.output == output.id))
+            .where(Probe.event == event_id)
+            .order_by(Probe.probe_id)
+        )  # fmt: skip
+        return tuple(
+            ProbeResult(row["probe_id"], row["prompt"], row["golden"], row["output"], bool(row["match"]), row["loss"])
+            for row in query.dicts()
+        )
+
+    def run_status(self, run: RunInfo, now: float | None = None) -> str:
+        """The status to show: a live run whose heartbeat stopped is `stale` (its process died)."""
+        return "stale" if run.is_stale(now or time.time(), STALE_AFTER_S) else run.status.value
+
+    def _attach_probes(self, event: StepEvent) -> StepEvent:
+        if not event.is_full or event.id is None:
+            return event
+        return replace(event, probes=self.probes(event.id))
+
+    def _event_query(self) -> Any:
+        tables = self.ledger.tables
+        Event, Text = tables.event, tables.text
+        prompt, golden, output = Text.alias(), Text.alias(), Text.alias()
+        return (
+            Event.select(Event, prompt.body.alias("prompt_text"), golden.body.alias("golden_text"),
+                         output.body.alias("output_text"))
+            .join_from(Event, prompt, on=(Event.prompt == prompt.id))
+            .join_from(Event, golden, on=(Event.golden == golden.id))
+            .join_from(Event, output, JOIN.LEFT_OUTER, on=(Event.output == output.id))
+        )  # fmt: skip
+
+
+def _run_info(row: dict[str, Any]) -> RunInfo:
+    return RunInfo(
+        id=row["id"],
+        name=row["name"],
+        status=RunStatus(row["status"]),
+        model=row["model"],
+        dataset=row["dataset"],
+        config=json.loads(row["config_json"]),
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        ended_at=row["ended_at"],
+        max_steps=row["max_steps"],
+        last_step=row["last_step"],
+        error=row["error"],
+    )
+
+
+def _event(row: dict[str, Any]) -> StepEvent:
+    values = {name: row[name] for name in EVENT_FIELDS}
+    if row["loss_nonfinite"]:
+        values["loss"] = float("nan")
+    for flag in ("match", "gap_ok"):
+        if values[flag] is not None:
+            values[flag] = bool(values[flag])
+    return StepEvent(
+        id=row["id"],
+        run_id=row["run"],
+        step=row["step"],
+        kind=Kind(row["kind"]),
+        wall_time=row["wall_time"],
+        elapsed_s=row["elapsed_s"],
+        prompt=row["prompt_text"],
+        golden=row["golden_text"],
+        model_output=row["output_text"],
+        **values,
+    )
