@@ -8,6 +8,11 @@ class TwoTierError(Exception):
 
     exit_code = 1
 
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
 
 class LedgerError(TwoTierError):
     """The ledger file cannot be opened, read or written as asked."""

@@ -1,0 +1,148 @@
+"""The run's settings: defaults < config.json < command-line flags, checked before any work starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+DEMO = "demo"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a run. `config.json` and the flags use these names (flags with dashes)."""
+
+    model: str = DEMO
+    dataset: str = DEMO
+    validation: str | None = None
+    validation_split: float = 0.1
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    chat_template: bool = False
+    trust_remote_code: bool = False
+    max_length: int = 256
+    max_new_tokens: int = 32
+    log_steps: int = 10
+    eval_steps: int = 200
+    eval_samples: int = 64
+    probe_size: int = 16
+    gap_threshold: float = 0.25
+    max_steps: int = 600
+    batch_size: int = 8
+    learning_rate: float = 5e-5
+    seed: int = 0
+    ledger: str = "runs/ledger.db"
+    output_dir: str = "runs/checkpoints"
+    run_name: str | None = None
+    training_args: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def tier_warnings(self) -> list[str]:
+        """Settings that are legal but probably not what the user meant."""
+        if self.log_steps and self.eval_steps and self.eval_steps % self.log_steps:
+            return [
+                f"eval_steps={self.eval_steps} is not a multiple of log_steps={self.log_steps}: "
+                f"full evals run every {self.eval_steps} steps and fast logs every {self.log_steps}, "
+                f"so they do not line up (a step due both gets only the full eval)"
+            ]
+        return []
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+_NON_NEGATIVE = ("log_steps", "eval_steps", "probe_size", "seed", "gap_threshold")
+_POSITIVE = ("max_length", "max_new_tokens", "eval_samples", "max_steps", "batch_size", "learning_rate")
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read `path` (if given), apply `overrides` (flags; None means not given) and validate."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_json(Path(path)))
+    values.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    source = str(path) if path is not None else "flags"
+    for key, value in values.items():
+        _check_key(key, source)
+        values[key] = _check_type(key, value, source)
+    config = Config(**values)
+    _check_ranges(config, source)
+    return config
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a JSON object of settings, got {type(data).__name__}")
+    return data
+
+
+def _check_key(key: str, source: str) -> None:
+    if key in FIELDS:
+        return
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(FIELDS)}"
+    raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+
+
+def _check_type(key: str, value: Any, source: str) -> Any:
+    hint = _HINTS[key]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for kind in allowed:
+        kind = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return value
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind in (str, dict) and isinstance(value, kind):
+            return value
+    wanted = " or ".join(_type_name(kind) for kind in allowed)
+    raise ConfigError(f"{source}: '{key}' must be {wanted}, got {json.dumps(value)[:60]}")
+
+
+def _type_name(kind: Any) -> str:
+    kind = typing.get_origin(kind) or kind
+    names = {bool: "true/false", int: "a whole number", float: "a number", str: "a string",
+             dict: "an object", type(None): "null"}  # fmt: skip
+    return names.get(kind, str(kind))
+
+
+def _check_ranges(config: Config, source: str) -> None:
+    for key in _NON_NEGATIVE:
+        if getattr(config, key) < 0:
+            raise ConfigError(f"{source}: '{key}' must be 0 or more, got {getattr(config, key)}")
+    for key in _POSITIVE:
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"{source}: '{key}' must be greater than 0, got {getattr(config, key)}")
+    if not 0 < config.validation_split < 1:
+        raise ConfigError(f"{source}: 'validation_split' must be between 0 and 1, got {config.validation_split}")
+    if config.probe_size > config.eval_samples:
+        raise ConfigError(
+            f"{source}: 'probe_size' ({config.probe_size}) must not exceed 'eval_samples' ({config.eval_samples}):"
+            " the probe set is part of the validation examples scored at each full eval"
+        )
+    for key in ("model", "dataset", "prompt_field", "answer_field", "ledger", "output_dir"):
+        if not getattr(config, key).strip():
+            raise ConfigError(f"{source}: '{key}' must not be empty")

@@ -1,0 +1,118 @@
+"""The full eval's work: validation loss, batched greedy answers, and the probe set's verdicts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..store.records import ProbeResult
+from .data import IGNORE_INDEX, Encoded, collate
+from .loss import token_losses
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What one full eval found, before it is joined with the step's fast-log fields."""
+
+    example_answer: Answer
+    val_loss: float
+    probes: tuple[ProbeResult, ...]
+    heldout_accuracy: float | None
+    heldout_token_accuracy: float | None
+    seconds: float
+
+
+def answers_match(output: str, golden: str) -> bool:
+    """Exact match after trimming surrounding white space."""
+    return output.strip() == golden.strip()
+
+
+class Evaluator:
+    """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set."""
+
+    def __init__(self, tokenizer: Any, validation: list[Encoded], *, eval_samples: int, probe_size: int,
+                 max_new_tokens: int, batch_size: int) -> None:  # fmt: skip
+        self.tokenizer = tokenizer
+        self.scored = validation[:eval_samples]
+        self.probes = self.scored[:probe_size]
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self._probe_texts = [(self.decode(e.prompt_ids), self.decode(e.answer_ids)) for e in self.probes]
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def run(self, model: torch.nn.Module, example_prompt_ids: list[int]) -> EvalResult:
+        """Evaluate in no-grad eval mode; the model is back in train mode afterwards, whatever happens."""
+        started = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                val_loss, probe_losses, token_accuracy = self._score(model)
+                answers = self.generate(model, [example_prompt_ids] + [e.prompt_ids for e in self.probes])
+        finally:
+            model.train(was_training)
+        probes = tuple(
+            ProbeResult(probe_id=index, prompt=prompt, golden=golden, model_output=answer.text,
+                        match=answers_match(answer.text, golden), loss=loss)
+            for index, ((prompt, golden), answer, loss) in enumerate(zip(self._probe_texts, answers[1:], probe_losses))
+        )  # fmt: skip
+        accuracy = sum(p.match for p in probes) / len(probes) if probes else None
+        return EvalResult(answers[0], val_loss, probes, accuracy, token_accuracy, time.perf_counter() - started)
+
+    def _score(self, model: torch.nn.Module) -> tuple[float, list[float], float | None]:
+        """Token-weighted validation loss, each probe's mean loss, and the probes' teacher-forced token accuracy."""
+        total, tokens, per_example = 0.0, 0, []
+        correct = counted = 0
+        device = model.device
+        for start in range(0, len(self.scored), self.batch_size):
+            chunk = self.scored[start : start + self.batch_size]
+            batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk],
+                            self.tokenizer.pad_token_id)  # fmt: skip
+            batch = {key: value.to(device) for key, value in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            losses, mask = token_losses(logits, batch["labels"])
+            sums, counts = losses.sum(dim=1), mask.sum(dim=1)
+            total += sums.sum().item()
+            tokens += int(counts.sum().item())
+            per_example.extend((sums / counts.clamp(min=1)).tolist())
+            probe_rows = max(0, min(len(chunk), len(self.probes) - start))
+            if probe_rows:
+                shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE_INDEX)[..., 1:]
+                hits = (logits.argmax(-1) == shifted) & mask
+                correct += int(hits[:probe_rows].sum().item())
+                counted += int(mask[:probe_rows].sum().item())
+        val_loss = total / tokens if tokens else float("nan")
+        return val_loss, per_example[: len(self.probes)], (correct / counted if counted else None)
+
+    def generate(self, model: Any, prompts: list[list[int]]) -> list[Answer]:
+        """Greedy answers for many prompts, left-padded in batches; the prompt is stripped from each."""
+        pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        answers: list[Answer] = []
+        for start in range(0, len(prompts), max(self.batch_size, 1)):
+            chunk = prompts[start : start + self.batch_size]
+            width = max(len(p) for p in chunk)
+            input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
+            attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
+            output = model.generate(
+                input_ids=input_ids, attention_mask=attention, max_new_tokens=self.max_new_tokens,
+                do_sample=False, pad_token_id=pad, eos_token_id=eos,
+            )  # fmt: skip
+            for row in output[:, width:].tolist():
+                if eos in row:
+                    row = row[: row.index(eos)]
+                while row and row[-1] == pad:
+                    row.pop()
+                answers.append(Answer(self.decode(row), len(row)))
+        return answers

@@ -1,0 +1,195 @@
+"""A training run in a background thread that the owning thread can pause, resume and stop.
+
+The thread prepares the model and data, records the run, trains, and always ends by flushing
+the ledger and setting the run's final status. Everything it reports crosses `events`, a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from transformers import (
+    PrinterCallback,
+    ProgressCallback,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
+
+from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger
+from .config import Config
+from .data import collate, load_splits
+from .errors import ConfigError
+from .evaluate import Evaluator
+from .loss import LossTap
+from .model import load_model, resolve_model_path
+from .tiers import TierSettings, TwoTierCallback
+from .trainer import TwoTierTrainer
+
+log = logging.getLogger("twotier.engine")
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """The last message of a run: how it ended. `run_id` is None when it failed before it was recorded."""
+
+    status: RunStatus
+    run_id: str | None
+    error: str | None = None
+    exit_code: int = 0
+
+
+class TrainingRun:
+    """Start, pause, resume and stop a run from the thread that owns it; read `events` for progress."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.run_id = uuid.uuid4().hex[:12]
+        self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread = threading.Thread(target=self._main, name="twotier-train", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def stop(self) -> None:
+        """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped."""
+        self._stop.set()
+        self._running.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def wait_while_paused(self) -> None:
+        """Block the training thread until resumed or stopped."""
+        self._running.wait()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _main(self) -> None:
+        writer: LedgerWriter | None = None
+        try:
+            trainer, writer = self._prepare()
+            trainer.train()
+            status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
+            writer.close(status)
+            self.events.put(RunEnded(status, self.run_id))
+        except TwoTierError as err:
+            self._fail(writer, str(err), err.exit_code)
+        except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once
+            log.debug("training failed", exc_info=True)
+            self._fail(writer, f"{type(err).__name__}: {err}", 1)
+
+    def _fail(self, writer: LedgerWriter | None, error: str, exit_code: int) -> None:
+        if writer is not None:
+            try:
+                writer.close(RunStatus.FAILED, error)
+            except TwoTierError as err:
+                error = f"{error}; and the ledger could not record it: {err}"
+        self.events.put(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
+
+    def _prepare(self) -> tuple[Any, LedgerWriter]:
+        hf_logging.set_verbosity_error()
+        config = self.config
+        run_dir = Path(config.output_dir) / self.run_id
+        set_seed(config.seed)
+        model, tokenizer = load_model(resolve_model_path(config, Path(config.output_dir)),
+                                      trust_remote_code=config.trust_remote_code)  # fmt: skip
+        splits = load_splits(config, tokenizer, Path(config.output_dir))
+        arguments = _training_arguments(config, run_dir)
+        evaluator = Evaluator(
+            tokenizer, splits.validation, eval_samples=config.eval_samples, probe_size=config.probe_size,
+            max_new_tokens=config.max_new_tokens, batch_size=max(config.batch_size, 16),
+        )  # fmt: skip
+        ledger = open_ledger(config.ledger)
+        now = time.time()
+        create_run(ledger, RunInfo(
+            id=self.run_id, name=config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            status=RunStatus.RUNNING, model=config.model, dataset=splits.dataset_name,
+            config={**config.to_dict(), "host": socket.gethostname()}, started_at=now, heartbeat_at=now,
+            max_steps=config.max_steps,
+        ))  # fmt: skip
+        writer = LedgerWriter(ledger, self.run_id)
+        tap = LossTap()
+        tiers = TwoTierCallback(
+            run_id=self.run_id, tokenizer=tokenizer, publish=partial(_fan_out, writer, self.events),
+            evaluator=evaluator, loss_tap=tap,
+            settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
+        )  # fmt: skip
+        trainer = TwoTierTrainer(
+            model=model, args=arguments, train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
+            data_collator=partial(collate, pad_id=tokenizer.pad_token_id), processing_class=tokenizer,
+            callbacks=[tiers, _ControlCallback(self, writer)], loss_tap=tap,
+        )  # fmt: skip
+        for noisy in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(noisy)
+        return trainer, writer
+
+
+def _fan_out(writer: LedgerWriter, events: queue.Queue[Any], event: StepEvent) -> None:
+    writer.submit(event)
+    events.put(event)
+
+
+def _training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
+    """TrainingArguments from the config; `training_args` overrides and is validated by the library."""
+    values: dict[str, Any] = {
+        "output_dir": str(run_dir), "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size, "learning_rate": config.learning_rate,
+        "seed": config.seed, "data_seed": config.seed, "logging_strategy": "no", "eval_strategy": "no",
+        "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "remove_unused_columns": False,
+        "dataloader_num_workers": 0, "save_total_limit": 2,
+    }  # fmt: skip
+    values.update(config.training_args)
+    try:
+        return TrainingArguments(**values)
+    except (TypeError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise ConfigError(f"training_args: {first_line}") from err
+
+
+class _ControlCallback(TrainerCallback):
+    """Pause, stop and the final checkpoint, as a Trainer callback; kept apart from the tiers."""
+
+    def __init__(self, run: TrainingRun, writer: LedgerWriter) -> None:
+        self.run = run
+        self.writer = writer
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.run.paused and not self.run.stop_requested:
+            self.writer.set_status(RunStatus.PAUSED)
+            self.run.wait_while_paused()
+            if not self.run.stop_requested:
+                self.writer.set_status(RunStatus.RUNNING)
+        if self.run.stop_requested:
+            control.should_training_stop = True
+            control.should_save = True
+        elif state.global_step >= state.max_steps:
+            control.should_save = True

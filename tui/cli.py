@@ -1,0 +1,90 @@
+"""`twotier-tui`: train with the app, train headless, or attach the app to a ledger. Errors end here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..engine.config import Config, load_config
+from ..store import DEFAULT_LEDGER, TwoTierError
+
+DEFAULT_CONFIG = Path("config.json")
+
+# Flags that override config.json, by config key. Each takes the key's type.
+OVERRIDES: dict[str, tuple[type, str]] = {
+    "log_steps": (int, "fast log every N steps (0: off)"),
+    "eval_steps": (int, "full eval every N steps (0: off)"),
+    "max_steps": (int, "optimizer steps to train"),
+    "eval_samples": (int, "validation examples scored at each full eval"),
+    "probe_size": (int, "held-out probe examples generated at each full eval"),
+    "batch_size": (int, "examples per device per step"),
+    "learning_rate": (float, "peak learning rate"),
+    "seed": (int, "random seed"),
+    "model": (str, "hub id, local folder, or 'demo'"),
+    "dataset": (str, "JSONL/CSV/Parquet file, hub dataset name, or 'demo'"),
+    "validation": (str, "validation file (else a split of the dataset)"),
+    "ledger": (str, f"ledger file (default {DEFAULT_LEDGER})"),
+    "output_dir": (str, "where checkpoints go"),
+    "run_name": (str, "a name for the run in the ledger"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twotier-tui",
+        description="Fine-tune with a cheap fast log every log_steps and a full eval every eval_steps, "
+        "every event kept in a SQLite ledger.",
+    )
+    parser.add_argument("--config", type=Path, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="train without the app, print each event")
+    mode.add_argument("--attach", nargs="?", const=str(DEFAULT_LEDGER), metavar="LEDGER",
+                      help="open the app on a ledger another process writes (no training)")  # fmt: skip
+    parser.add_argument("--run", metavar="ID", help="with --attach: the run to show (default: latest)")
+    for key, (kind, help_text) in OVERRIDES.items():
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    overrides = {key: getattr(args, key) for key in OVERRIDES}
+    return load_config(path, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="twotier: %(levelname)s: %(message)s")  # fmt: skip
+    try:
+        return _dispatch(args)
+    except TwoTierError as err:
+        print(f"twotier: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> Any:
+    if args.attach is not None:
+        from .app import run_app
+
+        return run_app(attach=Path(args.attach), run_ref=args.run)
+    config = config_from_args(args)
+    for warning in config.tier_warnings():
+        print(f"twotier: warning: {warning}", file=sys.stderr)
+    if args.headless:
+        from .headless import run_headless
+
+        return run_headless(config)
+    from .app import run_app
+
+    return run_app(config=config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
