@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import (
     PrinterCallback,
     ProgressCallback,
@@ -165,7 +166,7 @@ def _training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         "per_device_train_batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "seed": config.seed, "data_seed": config.seed, "logging_strategy": "no", "eval_strategy": "no",
         "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "remove_unused_columns": False,
-        "dataloader_num_workers": 0, "save_total_limit": 2,
+        "dataloader_num_workers": 0, "dataloader_pin_memory": torch.cuda.is_available(), "save_total_limit": 2,
     }  # fmt: skip
     values.update(config.training_args)
     try:

@@ -1,0 +1,62 @@
+"""Fixtures that build real ledgers from real short runs of the tiny demo model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from twotier.engine.config import Config, load_config
+from twotier.store import RunStatus, StepEvent
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run trained to its end: where its ledger is, its id, and the events it published."""
+
+    config: Config
+    ledger: Path
+    run_id: str
+    status: RunStatus
+    events: list[StepEvent]
+    error: str | None
+
+
+def train(tmp: Path, **overrides: Any) -> FinishedRun:
+    """Train the demo (or what `overrides` name) in a background thread and wait for the end."""
+    from twotier.engine.runner import RunEnded, TrainingRun
+
+    settings: dict[str, Any] = {
+        "log_steps": 5, "eval_steps": 20, "max_steps": 40, "batch_size": 16, "learning_rate": 3e-3,
+        "eval_samples": 32, "probe_size": 8, "max_length": 64, "max_new_tokens": 8,
+        "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"),
+    }  # fmt: skip
+    settings.update(overrides)
+    config = load_config(None, settings)
+    run = TrainingRun(config)
+    run.start()
+    events: list[StepEvent] = []
+    while True:
+        message = run.events.get(timeout=300)
+        if isinstance(message, RunEnded):
+            break
+        events.append(message)
+    run.join(60)
+    return FinishedRun(config, Path(config.ledger), run.run_id, message.status, events, message.error)
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """The issue's reference run: fast logs every 5 steps, full evals every 20, 40 steps."""
+    result = train(tmp_path_factory.mktemp("short-run"))
+    assert result.status is RunStatus.FINISHED, result.error
+    return result
+
+
+@pytest.fixture
+def trainer_in(tmp_path: Path) -> Callable[..., FinishedRun]:
+    """Train a fresh run into this test's own temporary folder."""
+    return lambda **overrides: train(tmp_path, **overrides)
