@@ -77,6 +77,8 @@ def load_pairs(source: str, prompt_field: str, answer_field: str) -> list[Pair]:
         if builder is not None:
             if not path.is_file():
                 raise DataError(f"{source}: dataset file not found")
+            if builder != "parquet" and not _has_rows(path, skip=1 if builder == "csv" else 0):
+                raise DataError(f"{source}: the dataset is empty")
             table = datasets.load_dataset(builder, data_files=str(path), split="train")
         elif path.exists():
             raise DataError(f"{source}: unsupported dataset file; use .jsonl, .json, .csv or .parquet")
@@ -105,6 +107,13 @@ def load_pairs(source: str, prompt_field: str, answer_field: str) -> list[Pair]:
             raise DataError(f"{source}: row {row}: '{answer_field}' is empty; there is nothing to learn")
         pairs.append(Pair(prompt, answer))
     return pairs
+
+
+def _has_rows(path: Path, skip: int) -> bool:
+    """Whether a text file holds a non-blank line past its first `skip` (a CSV header)."""
+    with path.open("rb") as handle:
+        lines = (line for line in handle if line.strip())
+        return sum(1 for _, _ in zip(range(skip + 1), lines)) > skip
 
 
 def split_pairs(pairs: list[Pair], fraction: float, seed: int, source: str) -> tuple[list[Pair], list[Pair]]:

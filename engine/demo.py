@@ -47,7 +47,9 @@ def write_demo_model(folder: Path, seed: int, *, hidden: int = 128, layers: int 
     import torch
     from tokenizers import Tokenizer, decoders, models, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     folder.mkdir(parents=True, exist_ok=True)
     printable = [c for c in string.printable if c not in "\t\n\r\x0b\x0c"]
     core = Tokenizer(models.BPE(unk_token="<unk>"))

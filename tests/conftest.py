@@ -60,3 +60,39 @@ def short_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
 def trainer_in(tmp_path: Path) -> Callable[..., FinishedRun]:
     """Train a fresh run into this test's own temporary folder."""
     return lambda **overrides: train(tmp_path, **overrides)
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """The demo model and tokenizer, saved to a folder and loaded back by path like a real model."""
+
+    path: Path
+    model: Any
+    tokenizer: Any
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from twotier.engine.demo import write_demo_model
+
+    return write_demo_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture
+def tiny(tiny_model_dir: Path) -> TinyModel:
+    """A fresh copy of the tiny model for each test (tests train it)."""
+    from twotier.engine.model import load_model
+
+    model, tokenizer = load_model(str(tiny_model_dir))
+    return TinyModel(tiny_model_dir, model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def demo_examples(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tokenized demo train and validation splits."""
+    from twotier.engine.data import load_splits
+    from twotier.engine.model import load_model
+
+    _, tokenizer = load_model(str(tiny_model_dir))
+    config = load_config(None, {"max_length": 64})
+    return load_splits(config, tokenizer, tmp_path_factory.mktemp("demo-data"))
