@@ -1,4 +1,4 @@
-"""Flat records for export: one per event, or one per probe answer, as JSON lines or CSV."""
+"""Flat records for export: one per event, or one per probe answer, as JSON lines, CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
+from .errors import LedgerError
 from .reader import LedgerReader
-from .records import Kind
+from .records import Kind, StepEvent
 
 EVENT_COLUMNS = (
     "run_id", "step", "kind", "prompt", "golden", "loss", "prompt_tokens", "golden_tokens",
@@ -18,14 +20,18 @@ EVENT_COLUMNS = (
     "grad_norm", "tokens_per_s", "epoch", "wall_time", "elapsed_s",
 )  # fmt: skip
 PROBE_COLUMNS = ("run_id", "step", "probe_id", "prompt", "golden", "model_output", "match", "loss")
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")
 
 
-def event_records(reader: LedgerReader, run_id: str | None = None) -> Iterator[dict[str, Any]]:
-    for event in reader.iter_events(run_id):
-        record = {column: getattr(event, column) for column in EVENT_COLUMNS}
-        record["kind"] = event.kind.value
-        yield record
+def event_record(event: StepEvent) -> dict[str, Any]:
+    record = {column: getattr(event, column) for column in EVENT_COLUMNS}
+    record["kind"] = event.kind.value
+    return record
+
+
+def event_records(reader: LedgerReader, run_id: str | None = None, kind: Kind | None = None) -> Iterator[dict[str, Any]]:
+    for event in reader.iter_events(run_id, kind=kind):
+        yield event_record(event)
 
 
 def probe_records(reader: LedgerReader, run_id: str | None = None) -> Iterator[dict[str, Any]]:
@@ -44,8 +50,14 @@ def probe_records(reader: LedgerReader, run_id: str | None = None) -> Iterator[d
             }
 
 
-def write_records(records: Iterable[dict[str, Any]], columns: tuple[str, ...], fmt: str, out: TextIO) -> int:
-    """Write records as `jsonl` or `csv`; returns how many. NaN is written as null / empty."""
+def write_records(
+    records: Iterable[dict[str, Any]], columns: tuple[str, ...], fmt: str, out: TextIO, *, ascii_only: bool = False
+) -> int:
+    """Write records as `jsonl` or `csv`; returns how many. NaN is written as null / empty.
+
+    `ascii_only` escapes every non-ASCII character in JSON (losslessly), so that no control
+    character from the data reaches a terminal.
+    """
     count = 0
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
@@ -55,12 +67,29 @@ def write_records(records: Iterable[dict[str, Any]], columns: tuple[str, ...], f
             count += 1
     else:
         for record in records:
-            out.write(json.dumps({key: _plain(record[key]) for key in columns}, ensure_ascii=False) + "\n")
+            line = json.dumps({key: _plain(record[key]) for key in columns}, ensure_ascii=ascii_only)
+            out.write(line + "\n")
             count += 1
     return count
+
+
+def write_parquet(records: Iterable[dict[str, Any]], columns: tuple[str, ...], path: Path) -> int:
+    """Write records as one Parquet file (pyarrow, which `datasets` brings along); returns how many."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{key: _plain(record[key]) for key in columns} for record in records]
+    table = pa.Table.from_pylist(rows) if rows else pa.table({key: pa.array([], pa.null()) for key in columns})
+    try:
+        pq.write_table(table.select(list(columns)), path)
+    except OSError as err:
+        raise LedgerError(f"{path}: cannot write the Parquet file: {err}") from err
+    return len(rows)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, bytes):
+        return value.hex()
     return value

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..engine.config import Config, load_config
 from ..store import DEFAULT_LEDGER, TwoTierError
+from .headless import VERDICT_EXIT, Thresholds, run_headless
 
 DEFAULT_CONFIG = Path("config.json")
 
@@ -47,7 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     for key, (kind, help_text) in OVERRIDES.items():
         parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
+    ci = parser.add_argument_group(
+        "CI verdict (with --headless)",
+        f"judged on the last full eval; a finished run that misses one exits with status {VERDICT_EXIT}",
+    )
+    ci.add_argument("--min-probe-accuracy", type=_fraction, metavar="F", help="fail below this probe accuracy (0 to 1)")
+    ci.add_argument("--max-val-loss", type=float, metavar="L", help="fail above this validation loss")
+    ci.add_argument("--max-gap", type=float, metavar="G", help="fail above this val-minus-train gap")
+    ci.add_argument("--fail-on-nan", action="store_true", help="fail when any loss or grad norm was NaN or infinite")
+    ci.add_argument("--json", action="store_true",
+                    help="print one JSON object per event on standard output (summary and verdict go to stderr)")
     return parser
+
+
+def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
+    return Thresholds(min_probe_accuracy=args.min_probe_accuracy, max_val_loss=args.max_val_loss,
+                      max_gap=args.max_gap, fail_on_nan=args.fail_on_nan)  # fmt: skip
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -57,7 +80,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.headless and (args.json or thresholds_from_args(args) != Thresholds()):
+        parser.error("--json and the CI verdict flags need --headless")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="twotier: %(levelname)s: %(message)s")  # fmt: skip
     try:
@@ -78,9 +104,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
     for warning in config.tier_warnings():
         print(f"twotier: warning: {warning}", file=sys.stderr)
     if args.headless:
-        from .headless import run_headless
-
-        return run_headless(config)
+        return run_headless(config, thresholds=thresholds_from_args(args), json_lines=args.json)
     from .app import run_app
 
     return run_app(config=config)

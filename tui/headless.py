@@ -1,7 +1,12 @@
-"""`twotier-tui --headless`: the engine without the app, printing each event as a block."""
+"""`twotier-tui --headless`: the engine without the app, printing each event, and a CI verdict at the end.
+
+Exit status: 0 when the run finished (and met every threshold given), 3 (VERDICT_EXIT) when it finished
+but missed a threshold, the engine's status when it failed (1, or 2 for a bad config), 128+N on signal N.
+"""
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from dataclasses import dataclass
@@ -9,19 +14,54 @@ from typing import TextIO
 
 from ..engine.config import Config
 from ..store import RunStatus, StepEvent, TwoTierError
+from ..store.export import EVENT_COLUMNS, event_record, write_records
 from .blocks import event_block, fmt_loss
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+VERDICT_EXIT = 3
+NAN_FIELDS = ("loss", "batch_loss", "train_loss_mean", "val_loss", "grad_norm")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a finished run must reach to pass, judged on its last full eval; None is not checked."""
+
+    min_probe_accuracy: float | None = None
+    max_val_loss: float | None = None
+    max_gap: float | None = None
+    fail_on_nan: bool = False
+
+    def verdict(self, last_full: StepEvent | None, first_nan: tuple[int, str] | None) -> list[tuple[bool, str]]:
+        """(passed, what was checked with its figures) for each threshold given."""
+        checks: list[tuple[bool, str]] = []
+        if self.fail_on_nan:
+            checks.append((first_nan is None, "every loss finite" if first_nan is None
+                           else f"{first_nan[1]} is not finite at step {first_nan[0]} (--fail-on-nan)"))  # fmt: skip
+        limits = (("probe accuracy", "heldout_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
+                  ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
+                  ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip
+        for name, field, flag, limit, is_max in limits:
+            if limit is None:
+                continue
+            value = None if last_full is None else getattr(last_full, field)
+            if last_full is None or value is None or not math.isfinite(value):
+                checks.append((False, f"{name} was not measured by a full eval, so {flag} {limit:g} is not met"))
+                continue
+            passed = value <= limit if is_max else value >= limit
+            relation = ("≤" if passed else "is above") if is_max else ("≥" if passed else "is below")
+            checks.append((passed, f"{name} {value:.4f} at step {last_full.step} {relation} {flag} {limit:g}"))
+        return checks
 
 
 @dataclass
 class _Summary:
-    """What the closing line reports, gathered from the events as they pass."""
+    """What the closing lines report, gathered from the events as they pass."""
 
     first_loss: float | None = None
     last_loss: float | None = None
     last_full: StepEvent | None = None
     last_step: int = 0
+    first_nan: tuple[int, str] | None = None
 
     def add(self, event: StepEvent) -> None:
         if self.first_loss is None:
@@ -30,6 +70,9 @@ class _Summary:
         self.last_step = event.step
         if event.is_full:
             self.last_full = event
+        if self.first_nan is None:
+            nan = next((name for name in NAN_FIELDS if _is_nan(getattr(event, name))), None)
+            self.first_nan = None if nan is None else (event.step, nan)
 
     def line(self, status: RunStatus, run_id: str | None, ledger: str) -> str:
         parts = [f"run {run_id} {status.value} at step {self.last_step}",
@@ -42,8 +85,18 @@ class _Summary:
         return "✔ " + ", ".join(parts) if status is RunStatus.FINISHED else "✖ " + ", ".join(parts)
 
 
-def run_headless(config: Config, out: TextIO = sys.stdout) -> int:
-    """Train in a background thread, print every event; returns the process exit status."""
+def run_headless(
+    config: Config,
+    out: TextIO = sys.stdout,
+    *,
+    thresholds: Thresholds | None = None,
+    json_lines: bool = False,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Train in a background thread, print every event; returns the process exit status.
+
+    With `json_lines`, `out` gets exactly one JSON object per event and the summary goes to `err`.
+    """
     from ..engine.runner import RunEnded, TrainingRun  # torch loads here, and only here
 
     run = TrainingRun(config)
@@ -62,15 +115,36 @@ def run_headless(config: Config, out: TextIO = sys.stdout) -> int:
             if isinstance(message, RunEnded):
                 break
             summary.add(message)
-            out.write("\n".join(event_block(message)) + "\n")
+            if json_lines:
+                write_records([event_record(message)], EVENT_COLUMNS, "jsonl", out, ascii_only=True)
+            else:
+                out.write("\n".join(event_block(message)) + "\n")
             out.flush()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     run.join()
+    report = err if json_lines else out
     if message.run_id is not None:
-        out.write(summary.line(message.status, message.run_id, config.ledger) + "\n")
+        report.write(summary.line(message.status, message.run_id, config.ledger) + "\n")
     if message.status is RunStatus.FAILED:
         raise TwoTierError(message.error or "training failed", exit_code=message.exit_code)
-    return SIGNAL_EXIT[signal.Signals(caught[0])] if caught else 0
+    if caught:
+        return SIGNAL_EXIT[signal.Signals(caught[0])]
+    return _report_verdict(thresholds or Thresholds(), summary, report)
 
+
+def _report_verdict(thresholds: Thresholds, summary: _Summary, report: TextIO) -> int:
+    checks = thresholds.verdict(summary.last_full, summary.first_nan)
+    if not checks:
+        return 0
+    failed = [text for passed, text in checks if not passed]
+    if failed:
+        report.write(f"✖ verdict: FAIL (exit {VERDICT_EXIT}): " + "; ".join(failed) + "\n")
+        return VERDICT_EXIT
+    report.write("✔ verdict: pass: " + "; ".join(text for _, text in checks) + "\n")
+    return 0
+
+
+def _is_nan(value: float | None) -> bool:
+    return value is not None and not math.isfinite(value)

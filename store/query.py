@@ -1,0 +1,217 @@
+"""Read-only questions asked after a run: a summary per run, curves, full evals, probe flips, comparisons, SQL.
+
+Everything here reads through a LedgerReader (a read-only connection), so no question can change a ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import DatabaseError
+
+from .errors import LedgerError
+from .reader import LedgerReader
+from .records import Kind, RunInfo, StepEvent
+
+# PRAGMAs that only describe the schema; every other statement but a read is refused.
+_SCHEMA_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+)
+_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `twotier ledger runs`: the run and its final figures (None where never measured)."""
+
+    run: RunInfo
+    status: str
+    duration_s: float
+    final_train_loss: float | None
+    final_val_loss: float | None
+    final_probe_accuracy: float | None
+
+    def record(self) -> dict[str, Any]:
+        """A flat dict for exports and notebooks."""
+        run = self.run
+        return {
+            "run_id": run.id, "name": run.name, "status": self.status, "model": run.model,
+            "dataset": run.dataset, "steps": run.last_step, "max_steps": run.max_steps,
+            "started_at": run.started_at, "ended_at": run.ended_at, "duration_s": self.duration_s,
+            "final_train_loss": self.final_train_loss, "final_val_loss": self.final_val_loss,
+            "final_probe_accuracy": self.final_probe_accuracy, "error": run.error, "config": run.config,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A run's curves against step: the batch loss at every logged step, and the full-eval figures."""
+
+    run: RunInfo
+    steps: list[int]
+    train_loss: list[float]
+    eval_steps: list[int]
+    val_loss: list[float]
+    probe_accuracy: list[float]
+
+
+@dataclass(frozen=True)
+class ProbeChange:
+    """A probe example whose MATCH changed (or never came): at which step, and what the model said then."""
+
+    probe_id: int
+    step: int
+    prompt: str
+    golden: str
+    model_output: str
+
+
+@dataclass(frozen=True)
+class ProbeHistory:
+    """Probe examples sorted by how their MATCH went across a run's full evals, in step order."""
+
+    never_matched: list[ProbeChange] = field(default_factory=list)
+    flipped_to_match: list[ProbeChange] = field(default_factory=list)
+    regressed: list[ProbeChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Several runs side by side: their full evals by step and the config keys whose values differ."""
+
+    runs: list[RunInfo]
+    steps: list[int]
+    evals: dict[str, dict[int, StepEvent]]
+    config_diff: dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row)) for row in self.rows]
+
+
+def run_summaries(reader: LedgerReader, status: str | None = None) -> list[RunSummary]:
+    """Every run, newest first; `status` filters on the shown status (so `stale` is a status too)."""
+    summaries = [summarize(reader, run) for run in reader.runs()]
+    return [s for s in summaries if status is None or s.status == status]
+
+
+def summarize(reader: LedgerReader, run: RunInfo) -> RunSummary:
+    Event = reader.ledger.tables.event
+    last = Event.select(Event.batch_loss).where(Event.run == run.id).order_by(Event.id.desc()).first()
+    full = (
+        Event.select(Event.val_loss, Event.heldout_accuracy)
+        .where((Event.run == run.id) & (Event.kind == Kind.FULL.value))
+        .order_by(Event.id.desc())
+        .first()
+    )
+    return RunSummary(
+        run=run,
+        status=reader.run_status(run),
+        duration_s=(run.ended_at or run.heartbeat_at) - run.started_at,
+        final_train_loss=None if last is None else last.batch_loss,
+        final_val_loss=None if full is None else full.val_loss,
+        final_probe_accuracy=None if full is None else full.heldout_accuracy,
+    )
+
+
+def curves(reader: LedgerReader, run: RunInfo) -> Curves:
+    """Not-finite losses are kept (as NaN) so that a plot shows where a run diverged."""
+    steps, train, eval_steps, val, accuracy = [], [], [], [], []
+    for event in reader.iter_events(run.id):
+        steps.append(event.step)
+        train.append(_number(event.batch_loss))
+        if event.is_full:
+            eval_steps.append(event.step)
+            val.append(_number(event.val_loss))
+            accuracy.append(_number(event.heldout_accuracy))
+    return Curves(run, steps, train, eval_steps, val, accuracy)
+
+
+def full_evals(reader: LedgerReader, run_id: str) -> list[StepEvent]:
+    return list(reader.iter_events(run_id, kind=Kind.FULL))
+
+
+def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
+    """Flips and regressions are changes between one full eval and the next of the same probe example."""
+    history = ProbeHistory()
+    previous: dict[int, bool] = {}
+    ever_matched: set[int] = set()
+    last_seen: dict[int, ProbeChange] = {}
+    for event in full_evals(reader, run_id):
+        assert event.id is not None
+        for probe in reader.probes(event.id):
+            change = ProbeChange(probe.probe_id, event.step, probe.prompt, probe.golden, probe.model_output)
+            was = previous.get(probe.probe_id)
+            if was is False and probe.match:
+                history.flipped_to_match.append(change)
+            elif was is True and not probe.match:
+                history.regressed.append(change)
+            previous[probe.probe_id] = probe.match
+            last_seen[probe.probe_id] = change
+            if probe.match:
+                ever_matched.add(probe.probe_id)
+    history.never_matched.extend(c for pid, c in sorted(last_seen.items()) if pid not in ever_matched)
+    return history
+
+
+def compare(reader: LedgerReader, refs: Sequence[str]) -> Comparison:
+    runs = [reader.run(ref) for ref in refs]
+    evals = {run.id: {event.step: event for event in full_evals(reader, run.id)} for run in runs}
+    steps = sorted({step for by_step in evals.values() for step in by_step})
+    missing = object()
+    keys = sorted({key for run in runs for key in run.config})
+    diff = {}
+    for key in keys:
+        values = [run.config.get(key, missing) for run in runs]
+        if any(value != values[0] for value in values[1:]):
+            diff[key] = [None if value is missing else value for value in values]
+    return Comparison(runs, steps, evals, diff)
+
+
+def run_sql(reader: LedgerReader, sql: str) -> SqlResult:
+    """Run one statement that only reads; anything that would write (or ATTACH, or set a PRAGMA) is refused."""
+    connection = reader.ledger.db.connection()
+    connection.set_authorizer(_allow_reads_only)
+    try:
+        cursor = connection.execute(sql)
+        columns = _unique([column[0] for column in cursor.description or ()])
+        return SqlResult(columns, cursor.fetchall())
+    except (sqlite3.Error, DatabaseError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "not authorized" in message or "readonly" in message:
+            raise LedgerError(
+                f"{reader.path}: refused: twotier ledger sql only reads (SELECT, WITH, PRAGMA table_info);"
+                " the ledger was not changed"
+            ) from err
+        raise LedgerError(f"{reader.path}: sql: {message}") from err
+    finally:
+        connection.set_authorizer(None)
+
+
+def _allow_reads_only(action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
+    if action in _READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in _SCHEMA_PRAGMAS):
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names as record keys: a repeated name (two `id`s in a join) gets a suffix instead of vanishing."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def _number(value: float | None) -> float:
+    return math.nan if value is None else value
