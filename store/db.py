@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +13,19 @@ from peewee import DatabaseError, OperationalError, SqliteDatabase
 from .errors import LedgerError
 from .models import SCHEMA_VERSION, Tables, bind_tables
 
+log = logging.getLogger("twotier.ledger")
+
 DEFAULT_LEDGER = Path("runs/ledger.db")
 BUSY_TIMEOUT_MS = 5000
 SQLITE_HEADER = b"SQLite format 3\x00"
+MOUNTS = Path("/proc/mounts")
+# SQLite checkpoints the WAL into the database every this many pages (4 KiB each), and cuts the
+# -wal file back to JOURNAL_LIMIT_BYTES after a checkpoint: the file stays a few MiB, not the run's size.
+WAL_AUTOCHECKPOINT_PAGES = 1000
+JOURNAL_LIMIT_BYTES = 4 * 1024 * 1024
+# WAL needs shared memory between processes, which these filesystems do not give reliably.
+NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
+                                 "lustre", "gpfs", "beegfs", "davfs", "sshfs"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,55 +41,134 @@ class Ledger:
         self.db.close()
 
 
-def open_ledger(path: str | Path, *, readonly: bool = False) -> Ledger:
-    """Open (and for writers create or migrate) the ledger at `path`.
+def open_ledger(
+    path: str | Path, *, readonly: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS, mounts: Path = MOUNTS
+) -> Ledger:
+    """Open (and for writers create) the ledger at `path`; any problem is one LedgerError, never a traceback.
 
-    Writers get WAL with synchronous=NORMAL and IMMEDIATE write transactions; readers open
-    the file read-only, so a viewer can never damage it nor take the write lock.
+    Writers get WAL with synchronous=NORMAL and IMMEDIATE write transactions (journal_mode=DELETE on a
+    network filesystem); readers open the file read-only, so a viewer can never damage it nor take
+    the write lock. A file that is not a twotier ledger of a known version is refused, never overwritten.
     """
-    path = Path(path)
-    _check_is_sqlite(path, must_exist=readonly)
-    if readonly:
-        db = SqliteDatabase(
-            f"file:{path.resolve()}?mode=ro",
-            uri=True,
-            pragmas={"busy_timeout": BUSY_TIMEOUT_MS, "query_only": 1},
-        )
-    else:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise LedgerError(f"{path}: cannot create the ledger's folder: {err.strerror}") from err
-        db = SqliteDatabase(
-            str(path),
-            pragmas={
-                "journal_mode": "wal",
-                "synchronous": "normal",
-                "busy_timeout": BUSY_TIMEOUT_MS,
-                "foreign_keys": 1,
-            },
-            lock_type="IMMEDIATE",
-        )
+    try:
+        path = Path(path)
+        _check_is_sqlite(path, must_exist=readonly)
+        db = _reader_database(path, busy_timeout_ms) if readonly else _writer_database(path, busy_timeout_ms, mounts)
+    except ValueError as err:  # e.g. a NUL byte in the path
+        raise LedgerError(f"{path!r}: not a usable ledger path: {err}") from err
     tables = bind_tables(db)
+    # Look before the connection's pragmas touch anything: switching to WAL rewrites the header.
+    version = _check_contents(path, db.database, {model._meta.table_name for model in tables.all}, readonly)
     try:
         db.connect(reuse_if_open=True)
-        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"{path}: ledger schema version {version} is newer than this twotier understands "
-                f"({SCHEMA_VERSION}); upgrade twotier to read it"
-            )
         if not readonly and version < SCHEMA_VERSION:
             _create_schema(db, tables)
-        elif readonly and version == 0:
-            raise LedgerError(f"{path}: not a twotier ledger (it has no twotier tables)")
     except (DatabaseError, OperationalError, sqlite3.DatabaseError) as err:
         db.close()
         raise LedgerError(f"{path}: cannot open the ledger: {err}") from err
-    except LedgerError:
-        db.close()
-        raise
     return Ledger(path=path, db=db, tables=tables, readonly=readonly)
+
+
+def _check_contents(path: Path, database: str, ours: set[str], readonly: bool) -> int:
+    """The ledger's schema version, after refusing newer, foreign or damaged files; 0 for a new file."""
+    if not path.exists() or path.stat().st_size == 0:
+        if readonly:
+            raise LedgerError(f"{path}: not a twotier ledger (it is empty)")
+        return 0
+    uri = database if readonly else f"file:{path.resolve()}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            # Reading the schema parses page 1: a damaged ledger fails here, at open, not mid-run.
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error as err:
+        raise LedgerError(f"{path}: cannot open the ledger: {err}") from err
+    if version > SCHEMA_VERSION:
+        raise LedgerError(f"{path}: ledger schema version {version} is newer than this twotier understands "
+                          f"({SCHEMA_VERSION}); upgrade twotier to read it")  # fmt: skip
+    if version == 0 and names - ours:
+        raise LedgerError(f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
+                          "not a twotier ledger; twotier will not touch it")  # fmt: skip
+    if (readonly or version == SCHEMA_VERSION) and not ours <= names:
+        raise LedgerError(f"{path}: not a twotier ledger (it has no twotier tables)")
+    return version
+
+
+def filesystem_type(folder: Path, mounts: Path = MOUNTS) -> str | None:
+    """The type of the filesystem holding `folder`, from the longest matching mount point; None if unknown."""
+    try:
+        lines = mounts.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    target = str(folder.resolve())
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fields[2]
+    return best_type
+
+
+def is_network_filesystem(fstype: str | None) -> bool:
+    return fstype is not None and (fstype in NETWORK_FILESYSTEMS or fstype.startswith("fuse."))
+
+
+def _reader_database(path: Path, busy_timeout_ms: int) -> SqliteDatabase:
+    # On a read-only filesystem no writer can exist and SQLite cannot create the -shm file that WAL
+    # readers need: `immutable` tells it the file cannot change, so it needs none.
+    flags = "mode=ro&immutable=1" if _on_readonly_filesystem(path.parent) else "mode=ro"
+    return SqliteDatabase(
+        f"file:{path.resolve()}?{flags}",
+        uri=True,
+        timeout=busy_timeout_ms / 1000,
+        pragmas=[("busy_timeout", busy_timeout_ms), ("query_only", 1)],
+    )
+
+
+def _writer_database(path: Path, busy_timeout_ms: int, mounts: Path) -> SqliteDatabase:
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LedgerError(f"{path}: cannot create the ledger's folder: {err.strerror}") from err
+    if _on_readonly_filesystem(folder) or not os.access(folder, os.W_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise LedgerError(f"{path}: the ledger is in a read-only place; training needs to write it (pass --ledger)")
+    journal = "wal"
+    fstype = filesystem_type(folder, mounts)
+    if is_network_filesystem(fstype):
+        journal = "delete"
+        log.warning("%s is on a network filesystem (%s), where SQLite's WAL is unsafe: using journal_mode=DELETE "
+                    "(viewers may wait while the trainer commits)", path, fstype)  # fmt: skip
+    # busy_timeout comes first so that switching the journal mode also waits for other openers.
+    return SqliteDatabase(
+        str(path),
+        timeout=busy_timeout_ms / 1000,
+        pragmas=[
+            ("busy_timeout", busy_timeout_ms),
+            ("journal_mode", journal),
+            ("synchronous", "normal"),
+            ("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES),
+            ("journal_size_limit", JOURNAL_LIMIT_BYTES),
+            ("foreign_keys", 1),
+        ],
+        lock_type="IMMEDIATE",
+    )
+
+
+def _on_readonly_filesystem(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _create_schema(db: SqliteDatabase, tables: Tables) -> None:

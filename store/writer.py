@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import OperationalError
+from peewee import DatabaseError, OperationalError
 
 from .db import Ledger
 from .errors import LedgerError
@@ -59,7 +59,7 @@ def create_run(ledger: Ledger, run: RunInfo) -> None:
                 heartbeat_at=run.heartbeat_at,
                 max_steps=run.max_steps,
             ).execute()
-    except OperationalError as err:
+    except DatabaseError as err:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
 
 
@@ -73,7 +73,8 @@ class LedgerWriter:
         self._queue: queue.SimpleQueue[StepEvent | _StatusChange] = queue.SimpleQueue()
         self._texts = TextInterner(ledger.tables.text)
         self._thread = threading.Thread(target=self._loop, name="twotier-ledger", daemon=True)
-        self._failure: BaseException | None = None
+        self._failure: str | None = None
+        self._locked_since: float | None = None
         self._thread.start()
 
     def submit(self, event: StepEvent) -> None:
@@ -82,6 +83,11 @@ class LedgerWriter:
 
     def set_status(self, status: RunStatus) -> None:
         self._queue.put(_StatusChange(status))
+
+    @property
+    def failure(self) -> str | None:
+        """Why the writer stopped for good (a full disk, a damaged file), or None while it writes."""
+        return self._failure
 
     def close(self, status: RunStatus, error: str | None = None, timeout: float | None = 60.0) -> None:
         """Write everything queued, then the final status, and stop the thread."""
@@ -93,6 +99,12 @@ class LedgerWriter:
             raise LedgerError(f"{self._ledger.path}: writing the ledger failed: {self._failure}")
 
     def _loop(self) -> None:
+        try:
+            self._write_until_final()
+        finally:
+            self._ledger.db.close()  # this thread's connection: its last checkpoint, its file handles
+
+    def _write_until_final(self) -> None:
         pending = _Pending()
         last_beat = 0.0
         while True:
@@ -103,23 +115,54 @@ class LedgerWriter:
             if not pending.events and pending.status is None and now - last_beat < HEARTBEAT_S and not final:
                 continue
             try:
-                self._write(pending, now)
+                try:
+                    self._write(pending, now)
+                except DatabaseError as err:
+                    raise _first_error(err) from None
             except OperationalError as err:
-                # Another process holds the write lock past the busy timeout: keep everything
-                # and try again; training goes on, since it only ever puts on the queue.
-                log.warning("ledger %s is locked (%s); %d events wait to be written",
-                            self._ledger.path, err, len(pending.events))
+                if not _is_busy(err):
+                    self._give_up(err)
+                    return
+                # Another process holds the write lock past the busy timeout: keep everything and try
+                # again; training goes on, since it only ever puts on the queue.
                 self._texts.forget()
+                self._note_lock(err, len(pending.events))
                 time.sleep(self._flush_interval)
                 continue
-            except BaseException as err:  # noqa: BLE001 - reported to close(), the thread must end
-                self._failure = err
+            except BaseException as err:  # noqa: BLE001 - recorded and reported to close(); the thread must end
+                self._give_up(err)
                 return
+            self._note_unlocked(len(pending.events))
             last_beat = now
             done = pending.status is not None and pending.status.final
             pending = _Pending()
             if done:
                 return
+
+    def _note_lock(self, err: OperationalError, waiting: int) -> None:
+        if self._locked_since is None:
+            self._locked_since = time.monotonic()
+            log.warning("ledger %s is locked by another process (%s); training goes on, %d events wait in memory "
+                        "and are written when the lock goes", self._ledger.path, err, waiting + self._queue.qsize())  # fmt: skip
+
+    def _note_unlocked(self, written: int) -> None:
+        if self._locked_since is not None:
+            log.warning("ledger %s: the lock went after %.1f s; writing the %d events that waited",
+                        self._ledger.path, time.monotonic() - self._locked_since, written + self._queue.qsize())  # fmt: skip
+            self._locked_since = None
+
+    def _give_up(self, err: BaseException) -> None:
+        """A write failed for a reason waiting cannot cure: the batch was rolled back; mark the run failed."""
+        self._failure = f"{type(err).__name__}: {err}"
+        self._texts.forget()
+        log.error("ledger %s: cannot write the run's events (%s); the run stops", self._ledger.path, self._failure)
+        Run = self._ledger.tables.run
+        try:
+            with self._ledger.db.atomic():
+                Run.update(status=RunStatus.FAILED.value, error=f"ledger write failed: {self._failure}",
+                           ended_at=time.time()).where(Run.id == self._run_id).execute()  # fmt: skip
+        except DatabaseError as second:
+            log.error("ledger %s: could not even mark the run failed: %s", self._ledger.path, second)
 
     def _collect(self, pending: _Pending, deadline: float) -> bool:
         """Take messages until the deadline or a full batch; True once the final status arrived."""
@@ -192,6 +235,20 @@ class LedgerWriter:
                         for probe in event.probes
                     ]
                 ).execute()
+
+
+def _first_error(err: DatabaseError) -> DatabaseError:
+    """The error that failed the transaction: SQLite rolls back on its own after e.g. a full disk,
+    and peewee's own ROLLBACK then fails with "no transaction is active", hiding the reason."""
+    cause: BaseException | None = err
+    while cause is not None and "no transaction is active" in str(cause):
+        cause = cause.__context__
+    return cause if isinstance(cause, DatabaseError) else err
+
+
+def _is_busy(err: OperationalError) -> bool:
+    message = str(err).lower()
+    return "locked" in message or "busy" in message
 
 
 def _texts_of(event: StepEvent) -> list[str]:
