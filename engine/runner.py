@@ -7,11 +7,13 @@ the ledger and setting the run's final status. Everything it reports crosses `ev
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -55,10 +57,16 @@ class RunEnded:
 class TrainingRun:
     """Start, pause, resume and stop a run from the thread that owns it; read `events` for progress."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, stop_on_nan: bool = True, callbacks: Sequence[TrainerCallback] = ()) -> None:
+        """`stop_on_nan`: a NaN or infinite loss ends the run as failed (else it is logged and training goes
+        on). `callbacks`: extra Trainer callbacks, called after twotier's own."""
         self.config = config
+        self.stop_on_nan = stop_on_nan
+        self.callbacks = tuple(callbacks)
         self.run_id = uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
+        self._nonfinite: str | None = None
+        self._writer: LedgerWriter | None = None
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -90,6 +98,13 @@ class TrainingRun:
         """Block the training thread until resumed or stopped."""
         self._running.wait()
 
+    @property
+    def failure(self) -> str | None:
+        """Why training must end as failed although no exception was raised: a NaN loss, a ledger that cannot be written."""
+        if self._writer is not None and self._writer.failure is not None:
+            return f"the ledger cannot be written: {self._writer.failure}"
+        return self._nonfinite if self.stop_on_nan else None
+
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -99,6 +114,9 @@ class TrainingRun:
         try:
             trainer, writer = self._prepare()
             trainer.train()
+            if self.failure is not None:
+                self._fail(writer, self.failure, 1)
+                return
             status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
             writer.close(status)
             self.events.put(RunEnded(status, self.run_id))
@@ -113,7 +131,8 @@ class TrainingRun:
             try:
                 writer.close(RunStatus.FAILED, error)
             except TwoTierError as err:
-                error = f"{error}; and the ledger could not record it: {err}"
+                if writer.failure is None or writer.failure not in error:
+                    error = f"{error}; and the ledger could not record it: {err}"
         self.events.put(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
 
     def _prepare(self) -> tuple[Any, LedgerWriter]:
@@ -137,26 +156,30 @@ class TrainingRun:
             config={**config.to_dict(), "host": socket.gethostname()}, started_at=now, heartbeat_at=now,
             max_steps=config.max_steps,
         ))  # fmt: skip
-        writer = LedgerWriter(ledger, self.run_id)
+        writer = self._writer = LedgerWriter(ledger, self.run_id)
         tap = LossTap()
         tiers = TwoTierCallback(
-            run_id=self.run_id, tokenizer=tokenizer, publish=partial(_fan_out, writer, self.events),
+            run_id=self.run_id, tokenizer=tokenizer, publish=partial(self._publish, writer),
             evaluator=evaluator, loss_tap=tap,
             settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
         )  # fmt: skip
         trainer = TwoTierTrainer(
             model=model, args=arguments, train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), processing_class=tokenizer,
-            callbacks=[tiers, _ControlCallback(self, writer)], loss_tap=tap,
+            callbacks=[tiers, _ControlCallback(self, writer), *self.callbacks], loss_tap=tap,
         )  # fmt: skip
         for noisy in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(noisy)
         return trainer, writer
 
-
-def _fan_out(writer: LedgerWriter, events: queue.Queue[Any], event: StepEvent) -> None:
-    writer.submit(event)
-    events.put(event)
+    def _publish(self, writer: LedgerWriter, event: StepEvent) -> None:
+        writer.submit(event)
+        self.events.put(event)
+        bad = next((v for v in (event.loss, event.batch_loss) if v is not None and not math.isfinite(v)), None)
+        if bad is not None and self._nonfinite is None:
+            self._nonfinite = f"the loss became {bad} at step {event.step} on example {event.prompt[:80]!r}"
+            if not self.stop_on_nan:
+                log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
 
 
 def _training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
@@ -184,6 +207,9 @@ class _ControlCallback(TrainerCallback):
         self.writer = writer
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.run.failure is not None:
+            control.should_training_stop = True  # no checkpoint: the weights are what failed
+            return
         if self.run.paused and not self.run.stop_requested:
             self.writer.set_status(RunStatus.PAUSED)
             self.run.wait_while_paused()

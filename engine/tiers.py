@@ -7,6 +7,8 @@ The callback reads training state; it does not own the loop. It works inside two
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,6 +22,8 @@ from .data import IGNORE_INDEX
 from .errors import ConfigError
 from .evaluate import EvalResult, Evaluator, answers_match
 from .loss import LossTap, Reading, token_losses
+
+log = logging.getLogger("twotier.engine")
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class TwoTierCallback(TrainerCallback):
         tokens_per_s = reading.input_tokens / (now - self._last_read) if now > self._last_read else None
         evaluation = None
         if kind is Kind.FULL and self.evaluator is not None and model is not None:
-            evaluation = self.evaluator.run(model, example.prompt_ids)
+            evaluation = self._evaluate(model, example.prompt_ids, state.global_step)
         self._last_read = time.perf_counter()
         self._due = _Due(kind, state.global_step, example, reading, tokens_per_s, evaluation)
 
@@ -153,6 +157,20 @@ class TwoTierCallback(TrainerCallback):
             heldout_accuracy=result.heldout_accuracy, heldout_token_accuracy=result.heldout_token_accuracy,
             eval_seconds=result.seconds, probes=result.probes,
         )  # fmt: skip
+
+    def _evaluate(self, model: torch.nn.Module, prompt_ids: list[int], step: int) -> EvalResult | None:
+        """The full eval, or None when it fails: an eval that runs out of memory must not end the training."""
+        try:
+            return self.evaluator.run(model, prompt_ids) if self.evaluator is not None else None
+        except Exception as err:  # noqa: BLE001 - any failure of the eval alone; training errors pass elsewhere
+            failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        # Out of the except block, the traceback and the tensors its frames held are gone.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.warning("the full eval at step %d failed (%s); it is recorded without its results and training goes on",
+                    step, failure)  # fmt: skip
+        return None
 
     def _example(self) -> _Example:
         """The first example of the step's last micro-batch, split into prompt and golden tokens."""

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -66,6 +67,25 @@ def start_writer_process(path: Path, run_id: str) -> subprocess.Popen[str]:
                              env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert child.stdout is not None and child.stdout.readline().strip() == "writing"
     return child
+
+
+TINY = {"log_steps": 1, "eval_steps": 0, "max_steps": 8, "batch_size": 8, "learning_rate": 3e-3, "eval_samples": 8,
+        "probe_size": 4, "max_length": 64, "max_new_tokens": 4}  # fmt: skip
+
+
+def train_tiny(tmp: Path, run_options: dict[str, Any] | None = None, **overrides: Any) -> tuple[Any, list[StepEvent]]:
+    """Train the demo for a few steps with TrainingRun options (e.g. callbacks); returns (RunEnded, events)."""
+    from twotier.engine.config import load_config
+    from twotier.engine.runner import RunEnded, TrainingRun
+
+    config = load_config(None, {**TINY, "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"), **overrides})
+    run = TrainingRun(config, **(run_options or {}))
+    run.start()
+    events: list[StepEvent] = []
+    while not isinstance(message := run.events.get(timeout=300), RunEnded):
+        events.append(message)
+    run.join(60)
+    return message, events
 
 
 def _write_forever(path: Path, run_id: str) -> None:
