@@ -179,28 +179,30 @@ def compare(reader: LedgerReader, refs: Sequence[str]) -> Comparison:
 
 def run_sql(reader: LedgerReader, sql: str) -> SqlResult:
     """Run one statement that only reads; anything that would write (or ATTACH, or set a PRAGMA) is refused."""
+    denied: list[int] = []
+
+    def allow_reads_only(action: int, arg1: str | None, *_: str | None) -> int:
+        if action in _READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in _SCHEMA_PRAGMAS):
+            return sqlite3.SQLITE_OK
+        denied.append(action)
+        return sqlite3.SQLITE_DENY
+
     connection = reader.ledger.db.connection()
-    connection.set_authorizer(_allow_reads_only)
+    connection.set_authorizer(allow_reads_only)
     try:
         cursor = connection.execute(sql)
         columns = _unique([column[0] for column in cursor.description or ()])
         return SqlResult(columns, cursor.fetchall())
     except (sqlite3.Error, DatabaseError, ValueError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "not authorized" in message or "readonly" in message:
+        if denied or "readonly" in str(err):
             raise LedgerError(
                 f"{reader.path}: refused: twotier ledger sql only reads (SELECT, WITH, PRAGMA table_info);"
                 " the ledger was not changed"
             ) from err
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise LedgerError(f"{reader.path}: sql: {message}") from err
     finally:
         connection.set_authorizer(None)
-
-
-def _allow_reads_only(action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
-    if action in _READ_ACTIONS or (action == sqlite3.SQLITE_PRAGMA and arg1 in _SCHEMA_PRAGMAS):
-        return sqlite3.SQLITE_OK
-    return sqlite3.SQLITE_DENY
 
 
 def _unique(names: list[str]) -> list[str]:

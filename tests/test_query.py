@@ -1,0 +1,194 @@
+"""The read-only aggregations behind `twotier ledger`, checked against the ledger read with plain sqlite3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from conftest import FinishedRun, train
+
+from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger
+from twotier.store import query
+
+# Probe id -> MATCH at the full evals of steps 20, 40 and 60 of the `flips` run.
+FLIP_PATTERN = {0: (False, True, True), 1: (True, False, False), 2: (False, False, False), 3: (False, True, False)}
+ESCAPE_OUTPUT = "\x1b[2Jwiped"
+
+
+@dataclass(frozen=True)
+class TwoRuns:
+    ledger: Path
+    fast: FinishedRun
+    slow: FinishedRun
+
+
+def copy_ledger(source: Path, target: Path) -> Path:
+    """A consistent copy (the run's last commits may still sit in the -wal file)."""
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    return target
+
+
+def rows(ledger: Path, sql: str, *params: object) -> list[tuple]:
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def digest(ledger: Path) -> str:
+    return hashlib.sha256(ledger.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def two_runs(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
+    """The reference run and a second one at a lower learning rate, in one ledger of their own."""
+    tmp = tmp_path_factory.mktemp("two-runs")
+    copy_ledger(short_run.ledger, tmp / "ledger.db")
+    slow = train(tmp, learning_rate=1e-3, run_name="slow")
+    assert slow.status is RunStatus.FINISHED, slow.error
+    return TwoRuns(tmp / "ledger.db", short_run, slow)
+
+
+@pytest.fixture(scope="module")
+def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger whose run `flips` has three full evals of the real probe set, MATCH as in FLIP_PATTERN.
+
+    Forty steps teach the tiny model nothing, so the matches are set here and written by the real writer.
+    """
+    ledger_path = copy_ledger(short_run.ledger, tmp_path_factory.mktemp("flips") / "ledger.db")
+    template = next(event for event in short_run.events if event.is_full)
+    with LedgerReader(ledger_path) as reader:
+        info = replace(reader.run(short_run.run_id), id="f11p5000000", name="flips", status=RunStatus.RUNNING)
+    ledger = open_ledger(ledger_path)
+    create_run(ledger, info)
+    writer = LedgerWriter(ledger, info.id)
+    for index, step in enumerate((20, 40, 60)):
+        probes = tuple(
+            replace(probe, match=pattern[index],
+                    model_output=probe.golden if pattern[index] else ESCAPE_OUTPUT)  # fmt: skip
+            for probe, pattern in ((template.probes[pid], FLIP_PATTERN[pid]) for pid in FLIP_PATTERN)
+        )
+        accuracy = sum(p.match for p in probes) / len(probes)
+        writer.submit(replace(template, run_id=info.id, step=step, probes=probes, heldout_accuracy=accuracy, id=None))
+    writer.close(RunStatus.FINISHED)
+    ledger.close()
+    return ledger_path
+
+
+def test_run_summary_takes_the_last_batch_loss_and_the_last_full_eval(short_run):
+    (batch_loss,) = rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1",
+                         short_run.run_id)[0]  # fmt: skip
+    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, heldout_accuracy FROM event WHERE run_id = ? "
+                              "AND kind = 'full' ORDER BY step DESC LIMIT 1", short_run.run_id)[0]  # fmt: skip
+    with LedgerReader(short_run.ledger) as reader:
+        summary = query.summarize(reader, reader.run(short_run.run_id))
+    assert (summary.final_train_loss, summary.final_val_loss, summary.final_probe_accuracy) == (
+        batch_loss, val_loss, accuracy)  # fmt: skip
+
+
+def test_run_summaries_filter_on_the_shown_status_so_a_silent_live_run_is_stale(short_run, tmp_path):
+    ledger_path = copy_ledger(short_run.ledger, tmp_path / "ledger.db")
+    with LedgerReader(ledger_path) as reader:
+        base = reader.run(short_run.run_id)
+    an_hour_ago = time.time() - 3600
+    ledger = open_ledger(ledger_path)
+    create_run(ledger, replace(base, id="dead0000000", name="crashed", status=RunStatus.RUNNING,
+                               started_at=an_hour_ago, heartbeat_at=an_hour_ago))  # fmt: skip
+    ledger.close()
+    with LedgerReader(ledger_path) as reader:
+        assert [s.run.id for s in query.run_summaries(reader, "stale")] == ["dead0000000"]
+        assert [s.run.id for s in query.run_summaries(reader, "finished")] == [short_run.run_id]
+        assert query.run_summaries(reader, "running") == []
+
+
+def test_curves_hold_the_batch_loss_of_every_logged_step_and_each_full_eval(short_run):
+    logged = rows(short_run.ledger, "SELECT step, batch_loss FROM event WHERE run_id = ? ORDER BY id", short_run.run_id)
+    evals = rows(short_run.ledger, "SELECT step, val_loss, heldout_accuracy FROM event WHERE run_id = ? "
+                 "AND kind = 'full' ORDER BY id", short_run.run_id)  # fmt: skip
+    with LedgerReader(short_run.ledger) as reader:
+        curves = query.curves(reader, reader.run(short_run.run_id))
+    assert list(zip(curves.steps, curves.train_loss)) == logged
+    assert list(zip(curves.eval_steps, curves.val_loss, curves.probe_accuracy)) == evals
+
+
+def test_probe_history_finds_each_flip_to_match_and_each_regression_at_its_step(flips):
+    with LedgerReader(flips) as reader:
+        history = query.probe_history(reader, "f11p5000000")
+    assert [(c.probe_id, c.step) for c in history.flipped_to_match] == [(0, 40), (3, 40)]
+    assert [(c.probe_id, c.step) for c in history.regressed] == [(1, 40), (3, 60)]
+
+
+def test_probe_that_never_matched_is_listed_with_its_output_at_the_last_full_eval(flips):
+    with LedgerReader(flips) as reader:
+        history = query.probe_history(reader, "f11p5000000")
+    assert [(c.probe_id, c.step, c.model_output) for c in history.never_matched] == [(2, 60, ESCAPE_OUTPUT)]
+
+
+def test_no_probe_of_the_reference_run_matched_and_all_are_listed(short_run):
+    never = rows(short_run.ledger, "SELECT probe_id FROM probe WHERE run_id = ? GROUP BY probe_id "
+                 "HAVING max(match) = 0 ORDER BY probe_id", short_run.run_id)  # fmt: skip
+    with LedgerReader(short_run.ledger) as reader:
+        history = query.probe_history(reader, short_run.run_id)
+    assert [(c.probe_id,) for c in history.never_matched] == never
+
+
+def test_compare_lists_exactly_the_config_keys_whose_values_differ(two_runs):
+    configs = [json.loads(text) for (text,) in rows(two_runs.ledger, "SELECT config_json FROM run WHERE id IN (?, ?) "
+               "ORDER BY id = ? DESC", two_runs.fast.run_id, two_runs.slow.run_id, two_runs.fast.run_id)]  # fmt: skip
+    differing = {key for key in configs[0] | configs[1] if configs[0].get(key) != configs[1].get(key)}
+    with LedgerReader(two_runs.ledger) as reader:
+        comparison = query.compare(reader, [two_runs.fast.run_id, "slow"])
+    assert set(comparison.config_diff) == differing
+    assert comparison.config_diff["learning_rate"] == [0.003, 0.001]
+
+
+def test_compare_lines_up_the_full_evals_of_each_run_by_step(two_runs):
+    with LedgerReader(two_runs.ledger) as reader:
+        comparison = query.compare(reader, [two_runs.fast.run_id, two_runs.slow.run_id])
+    assert comparison.steps == [20, 40]
+    for run in (two_runs.fast, two_runs.slow):
+        expected = rows(two_runs.ledger, "SELECT step, val_loss FROM event WHERE run_id = ? AND kind = 'full'", run.run_id)
+        assert [(step, e.val_loss) for step, e in comparison.evals[run.run_id].items()] == expected
+
+
+def test_sql_returns_column_names_and_rows(short_run):
+    sql = "SELECT step, val_loss FROM event WHERE kind = 'full' ORDER BY id"
+    with LedgerReader(short_run.ledger) as reader:
+        result = query.run_sql(reader, sql)
+    assert result.columns == ["step", "val_loss"]
+    assert result.rows == rows(short_run.ledger, sql)
+
+
+def test_sql_keeps_both_columns_of_a_repeated_name(short_run):
+    with LedgerReader(short_run.ledger) as reader:
+        result = query.run_sql(reader, "SELECT e.id, t.id FROM event e JOIN text t ON t.id = e.prompt_id LIMIT 1")
+    assert result.columns == ["id", "id_2"]
+    assert list(result.records()[0]) == ["id", "id_2"]
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM event",
+    "UPDATE run SET status = 'failed'",
+    "DROP TABLE probe",
+    "PRAGMA user_version = 7",
+    "PRAGMA query_only = 0",
+    "ATTACH DATABASE 'other.db' AS other",
+    "VACUUM",
+])  # fmt: skip
+def test_sql_refuses_a_statement_that_would_write_and_leaves_the_ledger_unchanged(short_run, tmp_path, statement):
+    ledger = copy_ledger(short_run.ledger, tmp_path / "ledger.db")
+    before = digest(ledger), rows(ledger, "SELECT count(*) FROM event")
+    with LedgerReader(ledger) as reader, pytest.raises(LedgerError, match="refused: .* only reads"):
+        query.run_sql(reader, statement)
+    assert (digest(ledger), rows(ledger, "SELECT count(*) FROM event")) == before
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_sql_error_names_the_problem_on_one_line(short_run):
+    with LedgerReader(short_run.ledger) as reader, pytest.raises(LedgerError) as caught:
+        query.run_sql(reader, "SELECT step FROM nowhere")
+    assert str(caught.value).endswith("sql: no such table: nowhere")
