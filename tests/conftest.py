@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 
 from twotier.engine.config import Config, load_config
 from twotier.store import RunStatus, StepEvent
+
+# Nothing in the tests may reach a model or dataset hub; fail fast instead of waiting on a network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @dataclass(frozen=True)

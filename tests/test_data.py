@@ -92,3 +92,10 @@ def test_without_a_validation_file_a_seeded_fraction_is_held_out(tiny, tmp_path)
 def test_demo_validation_words_never_appear_in_training(demo_examples):
     train = {tuple(e.prompt_ids) for e in demo_examples.train}
     assert not any(tuple(e.prompt_ids) in train for e in demo_examples.validation)
+
+
+def test_unreachable_hub_dataset_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"^someone/no-such-dataset: cannot load the dataset: "):
+        load_pairs("someone/no-such-dataset", "prompt", "answer")
