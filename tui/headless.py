@@ -31,12 +31,12 @@ class Thresholds:
     max_gap: float | None = None
     fail_on_nan: bool = False
 
-    def verdict(self, last_full: StepEvent | None, first_nan: tuple[int, str] | None) -> list[tuple[bool, str]]:
+    def verdict(self, last_full: StepEvent | None, first_nan: tuple[int, str, float] | None) -> list[tuple[bool, str]]:
         """(passed, what was checked with its figures) for each threshold given."""
         checks: list[tuple[bool, str]] = []
         if self.fail_on_nan:
             checks.append((first_nan is None, "every loss finite" if first_nan is None
-                           else f"{first_nan[1]} is not finite at step {first_nan[0]} (--fail-on-nan)"))  # fmt: skip
+                           else f"{first_nan[1].replace('_', ' ')} is {first_nan[2]} at step {first_nan[0]} (--fail-on-nan)"))  # fmt: skip
         limits = (("probe accuracy", "heldout_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
                   ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
                   ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip
@@ -61,7 +61,7 @@ class _Summary:
     last_loss: float | None = None
     last_full: StepEvent | None = None
     last_step: int = 0
-    first_nan: tuple[int, str] | None = None
+    first_nan: tuple[int, str, float] | None = None  # step, field, value
 
     def add(self, event: StepEvent) -> None:
         if self.first_loss is None:
@@ -72,7 +72,7 @@ class _Summary:
             self.last_full = event
         if self.first_nan is None:
             nan = next((name for name in NAN_FIELDS if _is_nan(getattr(event, name))), None)
-            self.first_nan = None if nan is None else (event.step, nan)
+            self.first_nan = None if nan is None else (event.step, nan, getattr(event, nan))
 
     def line(self, status: RunStatus, run_id: str | None, ledger: str) -> str:
         parts = [f"run {run_id} {status.value} at step {self.last_step}",
