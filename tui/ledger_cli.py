@@ -229,8 +229,8 @@ def chart(steps: Sequence[int], values: Sequence[float], height: int = CHART_HEI
                        for level in levels)  # fmt: skip
         label = f"{high:.4f}" if row == 0 else f"{low:.4f}" if row == height - 1 else ""
         lines.append(f"{label:>10} ┤{bars}".rstrip())
-    axis = f"step {steps[0]}"
-    lines.append(" " * 12 + axis + f"{steps[-1]}".rjust(max(len(columns) - len(axis), 1)))
+    first, last = f"step {steps[0]}", str(steps[-1])
+    lines.append(" " * 12 + first + " " * max(len(columns) - len(first) - len(last), 1) + last)
     return lines
 
 
