@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Config:
     eval_samples: int = 64
     probe_size: int = 16
     gap_threshold: float = 0.25
+    stop_on_nan: bool = True
     max_steps: int = 600
     batch_size: int = 8
     learning_rate: float = 5e-5
@@ -100,7 +102,8 @@ def _check_key(key: str, source: str) -> None:
         return
     close = difflib.get_close_matches(key, FIELDS, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(FIELDS)}"
-    raise ConfigError(f"{source}: unknown key '{key}'{hint}")
+    shown = key if key.isprintable() else json.dumps(key)
+    raise ConfigError(f"{source}: unknown key '{shown}'{hint}")
 
 
 def _check_type(key: str, value: Any, source: str) -> Any:
@@ -115,6 +118,8 @@ def _check_type(key: str, value: Any, source: str) -> Any:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{source}: '{key}' must be a finite number, got {value}")
             return float(value)
         if kind in (str, dict) and isinstance(value, kind):
             return value

@@ -96,8 +96,12 @@ def load_pairs(source: str, prompt_field: str, answer_field: str) -> list[Pair]:
             )
     if len(table) == 0:
         raise DataError(f"{source}: the dataset is empty")
+    try:
+        prompts, answers = list(table[prompt_field]), list(table[answer_field])
+    except UnicodeDecodeError as err:  # datasets decodes text columns lazily
+        raise DataError(f"{source}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     pairs = []
-    for row, (prompt, answer) in enumerate(zip(table[prompt_field], table[answer_field]), start=1):
+    for row, (prompt, answer) in enumerate(zip(prompts, answers), start=1):
         for value, field_name in ((prompt, prompt_field), (answer, answer_field)):
             if value is None:
                 raise DataError(f"{source}: row {row} has no '{field_name}'")

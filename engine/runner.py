@@ -57,11 +57,9 @@ class RunEnded:
 class TrainingRun:
     """Start, pause, resume and stop a run from the thread that owns it; read `events` for progress."""
 
-    def __init__(self, config: Config, *, stop_on_nan: bool = True, callbacks: Sequence[TrainerCallback] = ()) -> None:
-        """`stop_on_nan`: a NaN or infinite loss ends the run as failed (else it is logged and training goes
-        on). `callbacks`: extra Trainer callbacks, called after twotier's own."""
+    def __init__(self, config: Config, *, callbacks: Sequence[TrainerCallback] = ()) -> None:
+        """`callbacks`: extra Trainer callbacks, called after twotier's own."""
         self.config = config
-        self.stop_on_nan = stop_on_nan
         self.callbacks = tuple(callbacks)
         self.run_id = uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
@@ -103,7 +101,7 @@ class TrainingRun:
         """Why training must end as failed although no exception was raised: a NaN loss, a ledger that cannot be written."""
         if self._writer is not None and self._writer.failure is not None:
             return f"the ledger cannot be written: {self._writer.failure}"
-        return self._nonfinite if self.stop_on_nan else None
+        return self._nonfinite if self.config.stop_on_nan else None
 
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
@@ -178,7 +176,7 @@ class TrainingRun:
         bad = next((v for v in (event.loss, event.batch_loss) if v is not None and not math.isfinite(v)), None)
         if bad is not None and self._nonfinite is None:
             self._nonfinite = f"the loss became {bad} at step {event.step} on example {event.prompt[:80]!r}"
-            if not self.stop_on_nan:
+            if not self.config.stop_on_nan:
                 log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
 
 

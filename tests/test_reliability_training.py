@@ -53,7 +53,7 @@ def test_a_nan_loss_is_recorded_and_stops_the_run_as_failed_naming_the_step_and_
 
 def test_with_stop_on_nan_off_training_goes_on_and_records_nan(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="twotier.engine"):
-        ended, events = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)], "stop_on_nan": False})
+        ended, events = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)]}, stop_on_nan=False)
     assert ended.status is RunStatus.FINISHED
     with LedgerReader(tmp_path / "ledger.db") as reader:
         stored = list(reader.iter_events(ended.run_id))
