@@ -55,6 +55,13 @@ class _Example:
     golden_ids: list[int]
 
 
+@dataclass(frozen=True)
+class EvalFailure:
+    """A full eval that raised: the event keeps why, and training goes on."""
+
+    error: str
+
+
 @dataclass
 class _Due:
     kind: Kind
@@ -62,7 +69,7 @@ class _Due:
     example: _Example
     reading: Reading
     tokens_per_s: float | None
-    evaluation: EvalResult | None
+    evaluation: EvalResult | EvalFailure | None
 
 
 class TwoTierCallback(TrainerCallback):
@@ -112,9 +119,11 @@ class TwoTierCallback(TrainerCallback):
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     model: torch.nn.Module | None = None, **kwargs: Any) -> None:  # fmt: skip
         kind = self.settings.tier_at(state.global_step, state.max_steps)
-        if kind is None or self.tap.last is None or not state.is_world_process_zero:
+        if kind is None:
             return
-        control.should_log = True
+        control.should_log = True  # on every rank: the Trainer's logging gathers the loss across ranks
+        if self.tap.last is None or not state.is_world_process_zero:
+            return
         example = self._example()
         reading = self.tap.read(since_eval=kind is Kind.FULL)  # the host sync of this log step
         now = time.perf_counter()
@@ -144,7 +153,9 @@ class TwoTierCallback(TrainerCallback):
             learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
             tokens_per_s=due.tokens_per_s, epoch=epoch,
         )  # fmt: skip
-        if due.evaluation is not None:
+        if isinstance(due.evaluation, EvalFailure):
+            event = replace(event, eval_error=due.evaluation.error)
+        elif due.evaluation is not None:
             event = self._with_eval(event, due.evaluation, due.reading.train_loss_mean, golden)
         self.publish(event)
 
@@ -158,8 +169,8 @@ class TwoTierCallback(TrainerCallback):
             eval_seconds=result.seconds, probes=result.probes,
         )  # fmt: skip
 
-    def _evaluate(self, model: torch.nn.Module, prompt_ids: list[int], step: int) -> EvalResult | None:
-        """The full eval, or None when it fails: an eval that runs out of memory must not end the training."""
+    def _evaluate(self, model: torch.nn.Module, prompt_ids: list[int], step: int) -> EvalResult | EvalFailure | None:
+        """The full eval, or why it failed: an eval that runs out of memory must not end the training."""
         try:
             return self.evaluator.run(model, prompt_ids) if self.evaluator is not None else None
         except Exception as err:  # noqa: BLE001 - any failure of the eval alone; training errors pass elsewhere
@@ -170,7 +181,7 @@ class TwoTierCallback(TrainerCallback):
             torch.cuda.empty_cache()
         log.warning("the full eval at step %d failed (%s); it is recorded without its results and training goes on",
                     step, failure)  # fmt: skip
-        return None
+        return EvalFailure(failure)
 
     def _example(self) -> _Example:
         """The first example of the step's last micro-batch, split into prompt and golden tokens."""

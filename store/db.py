@@ -11,6 +11,7 @@ from pathlib import Path
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from .errors import LedgerError
+from .migrations import MIGRATIONS
 from .models import SCHEMA_VERSION, Tables, bind_tables
 
 log = logging.getLogger("twotier.ledger")
@@ -59,10 +60,13 @@ def open_ledger(
     tables = bind_tables(db)
     # Look before the connection's pragmas touch anything: switching to WAL rewrites the header.
     version = _check_contents(path, db.database, {model._meta.table_name for model in tables.all}, readonly)
+    if readonly and 0 < version < SCHEMA_VERSION:
+        # A viewer of an older ledger upgrades it once, as a writer would, then reads as usual.
+        open_ledger(path, busy_timeout_ms=busy_timeout_ms, mounts=mounts).close()
     try:
         db.connect(reuse_if_open=True)
         if not readonly and version < SCHEMA_VERSION:
-            _create_schema(db, tables)
+            _upgrade_schema(db, tables)
     except (DatabaseError, OperationalError, sqlite3.DatabaseError) as err:
         db.close()
         raise LedgerError(f"{path}: cannot open the ledger: {err}") from err
@@ -171,14 +175,20 @@ def _on_readonly_filesystem(folder: Path) -> bool:
         return False
 
 
-def _create_schema(db: SqliteDatabase, tables: Tables) -> None:
-    # One IMMEDIATE transaction: of several processes opening a fresh ledger at once, one
-    # creates the schema and the others find it done.
+def _upgrade_schema(db: SqliteDatabase, tables: Tables) -> None:
+    """Create the schema in a new ledger, or migrate an older one version by version."""
+    # One IMMEDIATE transaction: of several processes opening a ledger at once, one creates or
+    # migrates the schema and the others find it done.
     with db.atomic():
-        if db.execute_sql("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-            return
-        db.create_tables(tables.all, safe=True)
-        db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            db.create_tables(tables.all, safe=True)
+        else:
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                log.info("migrating ledger %s to schema version %d", db.database, target)
+                MIGRATIONS[target](db)
+        if version < SCHEMA_VERSION:
+            db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _check_is_sqlite(path: Path, *, must_exist: bool) -> None:

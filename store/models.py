@@ -16,7 +16,7 @@ from peewee import (
     TextField,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: event.eval_error
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,8 @@ def bind_tables(db: Database) -> Tables:
         heldout_accuracy = FloatField(null=True)
         heldout_token_accuracy = FloatField(null=True)
         eval_seconds = FloatField(null=True)
+        # A full eval that failed (say, out of memory in generation) keeps why; its results stay NULL.
+        eval_error = TextField(null=True)
         superseded = BooleanField(default=False)
 
         class Meta:

@@ -24,7 +24,7 @@ STALE_AFTER_S = 30.0
 EVENT_FIELDS = (
     "loss", "prompt_tokens", "golden_tokens", "batch_loss", "learning_rate", "grad_norm",
     "tokens_per_s", "epoch", "output_tokens", "match", "train_loss_mean", "val_loss", "gap",
-    "gap_ok", "heldout_accuracy", "heldout_token_accuracy", "eval_seconds",
+    "gap_ok", "heldout_accuracy", "heldout_token_accuracy", "eval_seconds", "eval_error",
 )  # fmt: skip
 
 

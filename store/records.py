@@ -68,6 +68,7 @@ class StepEvent:
     heldout_accuracy: float | None = None
     heldout_token_accuracy: float | None = None
     eval_seconds: float | None = None
+    eval_error: str | None = None
     probes: tuple[ProbeResult, ...] = ()
     id: int | None = None
 

@@ -292,4 +292,5 @@ def _event_row(event: StepEvent, text_id: Any) -> dict[str, Any]:
         "heldout_accuracy": event.heldout_accuracy,
         "heldout_token_accuracy": event.heldout_token_accuracy,
         "eval_seconds": event.eval_seconds,
+        "eval_error": event.eval_error,
     }

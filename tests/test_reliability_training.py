@@ -70,5 +70,6 @@ def test_a_full_eval_that_runs_out_of_memory_is_recorded_without_results_and_tra
         fulls = [e for e in reader.iter_events(ended.run_id) if e.kind is Kind.FULL]
     assert [e.step for e in fulls] == [4, 8]
     assert all(e.model_output is None and e.val_loss is None and e.loss_is_finite for e in fulls)
+    assert all(e.eval_error.startswith("OutOfMemoryError: CUDA out of memory") for e in fulls)
     warnings = [r.getMessage() for r in caplog.records if "full eval at step" in r.getMessage()]
     assert len(warnings) == 2 and "OutOfMemoryError: CUDA out of memory" in warnings[0]

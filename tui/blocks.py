@@ -33,6 +33,8 @@ def event_block(event: StepEvent, limit: int = TEXT_LIMIT) -> list[str]:
     if event.is_full and event.model_output is not None:
         lines += [f"🤖 MODEL ({event.output_tokens} tokens):", show(event.model_output, limit),
                   "✅ MATCH" if event.match else "❌ NO MATCH"]  # fmt: skip
+    elif event.eval_error is not None:
+        lines.append(f"🤖 MODEL: [Full eval failed - {show(event.eval_error, limit)}]")
     else:
         lines.append("🤖 MODEL: [Skipped - fast log only]")
     lines.append(f"📉 LOSS ON THIS EXAMPLE: {fmt_loss(event.loss)}")
