@@ -31,9 +31,11 @@ test-reliability: $(STAMP)
 	$(PY) -m pytest -q -m reliability
 
 bench: $(STAMP)
+	@for tracker in trackio mlflow wandb; do $(PY) -m pip install -q $$tracker >/dev/null 2>&1 || echo "bench: cannot install $$tracker; its row will say skipped"; done
 	$(PY) -m bench
 
 bench-quick: $(STAMP)
+	@for tracker in trackio mlflow wandb; do $(PY) -m pip install -q $$tracker >/dev/null 2>&1 || echo "bench: cannot install $$tracker; its row will say skipped"; done
 	$(PY) -m bench --quick
 
 clean:

@@ -1,0 +1,1 @@
+"""`make bench`: measurements of twotier's costs against its goals and against the obvious alternatives."""
