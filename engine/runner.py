@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import socket
 import threading
@@ -31,13 +32,14 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger
+from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger, reopen_run
 from .config import Config
 from .data import collate, load_splits
 from .errors import ConfigError
 from .evaluate import Evaluator
 from .loss import LossTap
 from .model import load_model, resolve_model_path
+from .resume import ResumePoint
 from .tiers import TierSettings, TwoTierCallback
 from .trainer import TwoTierTrainer
 
@@ -57,11 +59,15 @@ class RunEnded:
 class TrainingRun:
     """Start, pause, resume and stop a run from the thread that owns it; read `events` for progress."""
 
-    def __init__(self, config: Config, *, callbacks: Sequence[TrainerCallback] = ()) -> None:
-        """`callbacks`: extra Trainer callbacks, called after twotier's own."""
-        self.config = config
+    def __init__(
+        self, config: Config, *, callbacks: Sequence[TrainerCallback] = (), resume: ResumePoint | None = None
+    ) -> None:
+        """`callbacks`: extra Trainer callbacks, called after twotier's own. `resume`: continue that run in
+        place from its checkpoint (see `engine.resume.find_resume_point`), with its own config."""
+        self.config = resume.config if resume is not None else config
         self.callbacks = tuple(callbacks)
-        self.run_id = uuid.uuid4().hex[:12]
+        self.resume_point = resume
+        self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
@@ -111,7 +117,8 @@ class TrainingRun:
         writer: LedgerWriter | None = None
         try:
             trainer, writer = self._prepare()
-            trainer.train()
+            checkpoint = self.resume_point.checkpoint if self.resume_point is not None else None
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             if self.failure is not None:
                 self._fail(writer, self.failure, 1)
                 return
@@ -148,12 +155,17 @@ class TrainingRun:
         )  # fmt: skip
         ledger = open_ledger(config.ledger)
         now = time.time()
-        create_run(ledger, RunInfo(
-            id=self.run_id, name=config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            status=RunStatus.RUNNING, model=config.model, dataset=splits.dataset_name,
-            config={**config.to_dict(), "host": socket.gethostname()}, started_at=now, heartbeat_at=now,
-            max_steps=config.max_steps,
-        ))  # fmt: skip
+        if self.resume_point is not None:
+            superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
+            log.info("resuming run %s from step %d; %d later events superseded", self.run_id,
+                     self.resume_point.step, superseded)  # fmt: skip
+        else:
+            create_run(ledger, RunInfo(
+                id=self.run_id, name=config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                status=RunStatus.RUNNING, model=config.model, dataset=splits.dataset_name,
+                config={**config.to_dict(), "host": socket.gethostname(), "pid": os.getpid()}, started_at=now, heartbeat_at=now,
+                max_steps=config.max_steps,
+            ))  # fmt: skip
         writer = self._writer = LedgerWriter(ledger, self.run_id)
         tap = LossTap()
         tiers = TwoTierCallback(
@@ -186,7 +198,7 @@ def _training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         "output_dir": str(run_dir), "max_steps": config.max_steps,
         "per_device_train_batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "seed": config.seed, "data_seed": config.seed, "logging_strategy": "no", "eval_strategy": "no",
-        "save_strategy": "no", "report_to": "none", "disable_tqdm": True, "remove_unused_columns": False,
+        "save_strategy": "steps", "save_steps": config.eval_steps or 500, "report_to": "none", "disable_tqdm": True, "remove_unused_columns": False,
         "dataloader_num_workers": 0, "dataloader_pin_memory": torch.cuda.is_available(), "save_total_limit": 2,
     }  # fmt: skip
     values.update(config.training_args)

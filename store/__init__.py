@@ -8,7 +8,7 @@ from .db import DEFAULT_LEDGER, Ledger, open_ledger
 from .errors import LedgerError, TwoTierError
 from .reader import LedgerReader
 from .records import Kind, ProbeResult, RunInfo, RunStatus, StepEvent
-from .writer import LedgerWriter, create_run
+from .writer import LedgerWriter, create_run, reopen_run
 
 __all__ = [
     "DEFAULT_LEDGER",
@@ -24,4 +24,5 @@ __all__ = [
     "TwoTierError",
     "create_run",
     "open_ledger",
+    "reopen_run",
 ]

@@ -79,7 +79,7 @@ class LedgerReader:
     ) -> list[StepEvent]:
         """The run's events with row id above `after_id`, oldest first: the tail read."""
         Event = self.ledger.tables.event
-        query = self._event_query().where((Event.run == run_id) & (Event.id > after_id))
+        query = self._event_query().where((Event.run == run_id) & (Event.id > after_id) & ~Event.superseded)
         events = [_event(row) for row in query.order_by(Event.id).limit(limit).dicts()]
         if with_probes:
             return [self._attach_probes(event) for event in events]
@@ -90,7 +90,7 @@ class LedgerReader:
         Event = self.ledger.tables.event
         after = 0
         while True:
-            query = self._event_query().where(Event.id > after)
+            query = self._event_query().where((Event.id > after) & ~Event.superseded)
             if run_id is not None:
                 query = query.where(Event.run == run_id)
             if kind is not None:

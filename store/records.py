@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -99,5 +101,20 @@ class RunInfo:
     error: str | None = None
 
     def is_stale(self, now: float, after_s: float) -> bool:
-        """A live run whose writer has not beaten for `after_s` seconds: its process is gone."""
-        return self.status.is_live and now - self.heartbeat_at > after_s
+        """A live run whose process is gone: its writer has not beaten for `after_s` seconds, or it ran
+        on this host under a process id that no longer exists (known at once, without waiting)."""
+        if not self.status.is_live:
+            return False
+        return now - self.heartbeat_at > after_s or self._process_gone()
+
+    def _process_gone(self) -> bool:
+        pid, host = self.config.get("pid"), self.config.get("host")
+        if not isinstance(pid, int) or host != socket.gethostname():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, under another user
+            return False
+        return False

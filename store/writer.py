@@ -63,6 +63,27 @@ def create_run(ledger: Ledger, run: RunInfo) -> None:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
 
 
+def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
+    """Mark a run running again from `from_step`; its later events are superseded (kept, not deleted).
+
+    Returns how many events were superseded: the resumed run logs those steps again.
+    """
+    tables = ledger.tables
+    Event, Run = tables.event, tables.run
+    try:
+        with ledger.db.atomic():
+            superseded = (
+                Event.update(superseded=True)
+                .where((Event.run == run_id) & (Event.step > from_step) & ~Event.superseded)
+                .execute()
+            )
+            Run.update(status=RunStatus.RUNNING.value, ended_at=None, error=None, heartbeat_at=time.time(),
+                       last_step=from_step).where(Run.id == run_id).execute()  # fmt: skip
+    except OperationalError as err:
+        raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
+    return superseded
+
+
 class LedgerWriter:
     """Owns the write side of one run. `submit` is all the training thread ever calls."""
 

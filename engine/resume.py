@@ -1,0 +1,62 @@
+"""Finding where a stopped or crashed run can go on: its recorded config and last complete checkpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..store import LedgerReader, RunStatus, TwoTierError
+from ..store.reader import STALE_AFTER_S
+from .config import Config, load_config
+
+# Written by the Trainer after the weights and optimizer state: a checkpoint without it was cut short.
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A run to continue in place: same id, its own config, from `checkpoint` at `step`."""
+
+    run_id: str
+    config: Config
+    checkpoint: Path
+    step: int
+
+
+def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | None = None) -> ResumePoint:
+    """The run `ref` in `ledger` and its last complete checkpoint; refuses runs that cannot resume."""
+    with LedgerReader(ledger) as reader:
+        run = reader.run(ref)
+    if run.status is RunStatus.FINISHED:
+        raise TwoTierError(f"run {run.id} finished at step {run.last_step}; there is nothing to resume", exit_code=2)
+    if run.status.is_live and not run.is_stale(time.time(), STALE_AFTER_S):
+        raise TwoTierError(f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first",
+                           exit_code=2)  # fmt: skip
+    recorded = {key: value for key, value in run.config.items() if key not in ("host", "pid")}
+    config = load_config(None, {**recorded, "ledger": str(ledger), **(overrides or {})})
+    found = last_complete_checkpoint(Path(config.output_dir) / run.id)
+    if found is None:
+        raise TwoTierError(f"run {run.id} has no complete checkpoint under {Path(config.output_dir) / run.id}",
+                           exit_code=2)  # fmt: skip
+    checkpoint, step = found
+    return ResumePoint(run.id, config, checkpoint, step)
+
+
+def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
+    """The newest `checkpoint-N` whose trainer state was written whole; half-written ones are skipped."""
+    candidates = []
+    for folder in run_dir.glob("checkpoint-*"):
+        suffix = folder.name.removeprefix("checkpoint-")
+        if suffix.isdigit():
+            candidates.append((int(suffix), folder))
+    for step, folder in sorted(candidates, reverse=True):
+        try:
+            state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if state.get("global_step") == step and any(folder.glob("*.safetensors")):
+            return folder, step
+    return None
