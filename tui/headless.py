@@ -34,9 +34,11 @@ class Thresholds:
     def verdict(self, last_full: StepEvent | None, first_nan: tuple[int, str, float] | None) -> list[tuple[bool, str]]:
         """(passed, what was checked with its figures) for each threshold given."""
         checks: list[tuple[bool, str]] = []
-        if self.fail_on_nan:
-            checks.append((first_nan is None, "every loss finite" if first_nan is None
-                           else f"{first_nan[1].replace('_', ' ')} is {first_nan[2]} at step {first_nan[0]} (--fail-on-nan)"))  # fmt: skip
+        if self.fail_on_nan and first_nan is None:
+            checks.append((True, "every loss finite"))
+        elif self.fail_on_nan and first_nan is not None:
+            step, name, value = first_nan
+            checks.append((False, f"{name.replace('_', ' ')} is {value} at step {step} (--fail-on-nan)"))
         limits = (("probe accuracy", "heldout_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
                   ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
                   ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip

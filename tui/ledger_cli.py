@@ -261,7 +261,8 @@ def _eval_table(evals: list[Any]) -> list[str]:
         return ["(no full evals)"]
     headers = ["step", "train mean", "val loss", "gap", "probe acc", "token acc", "example", "eval s"]
     rows = [
-        [str(e.step), fmt_loss(e.train_loss_mean), fmt_loss(e.val_loss), fmt_gap(e.gap) + ("" if e.gap_ok in (None, True) else " !"),
+        [str(e.step), fmt_loss(e.train_loss_mean), fmt_loss(e.val_loss),
+         fmt_gap(e.gap) + (" !" if e.gap_ok is False else ""),  # over the run's gap_threshold
          _fraction(e.heldout_accuracy), _fraction(e.heldout_token_accuracy), "MATCH" if e.match else "no match",
          "-" if e.eval_seconds is None else f"{e.eval_seconds:.2f}"]
         for e in evals
