@@ -21,6 +21,8 @@ from .records import Kind, RunInfo, StepEvent
 _SCHEMA_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 )
+# Recorded with the config but not settings: the writing process's id differs between any two runs.
+_NOT_SETTINGS = frozenset({"pid"})
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
 
 
@@ -106,10 +108,11 @@ def run_summaries(reader: LedgerReader, status: str | None = None) -> list[RunSu
 
 def summarize(reader: LedgerReader, run: RunInfo) -> RunSummary:
     Event = reader.ledger.tables.event
-    last = Event.select(Event.batch_loss).where(Event.run == run.id).order_by(Event.id.desc()).first()
+    current = (Event.run == run.id) & ~Event.superseded  # a resumed run logged those steps again
+    last = Event.select(Event.batch_loss).where(current).order_by(Event.id.desc()).first()
     full = (
         Event.select(Event.val_loss, Event.heldout_accuracy)
-        .where((Event.run == run.id) & (Event.kind == Kind.FULL.value))
+        .where(current & (Event.kind == Kind.FULL.value))
         .order_by(Event.id.desc())
         .first()
     )
@@ -168,7 +171,7 @@ def compare(reader: LedgerReader, refs: Sequence[str]) -> Comparison:
     evals = {run.id: {event.step: event for event in full_evals(reader, run.id)} for run in runs}
     steps = sorted({step for by_step in evals.values() for step in by_step})
     missing = object()
-    keys = sorted({key for run in runs for key in run.config})
+    keys = sorted({key for run in runs for key in run.config} - _NOT_SETTINGS)
     diff = {}
     for key in keys:
         values = [run.config.get(key, missing) for run in runs]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import FinishedRun, train
 
-from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger
+from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger, reopen_run
 from twotier.store import query
 
 # Probe id -> MATCH at the full evals of steps 20, 40 and 60 of the `flips` run.
@@ -88,6 +88,17 @@ def test_run_summary_takes_the_last_batch_loss_and_the_last_full_eval(short_run)
         summary = query.summarize(reader, reader.run(short_run.run_id))
     assert (summary.final_train_loss, summary.final_val_loss, summary.final_probe_accuracy) == (
         batch_loss, val_loss, accuracy)  # fmt: skip
+
+
+def test_run_summary_of_a_resumed_run_ignores_its_superseded_events(short_run, tmp_path):
+    ledger_path = copy_ledger(short_run.ledger, tmp_path / "ledger.db")
+    ledger = open_ledger(ledger_path)
+    reopen_run(ledger, short_run.run_id, from_step=20)  # as a resume from the step-20 checkpoint does
+    ledger.close()
+    batch_loss, val_loss = rows(ledger_path, "SELECT batch_loss, val_loss FROM event WHERE step = 20")[0]
+    with LedgerReader(ledger_path) as reader:
+        summary = query.summarize(reader, reader.run(short_run.run_id))
+    assert (summary.final_train_loss, summary.final_val_loss) == (batch_loss, val_loss)
 
 
 def test_run_summaries_filter_on_the_shown_status_so_a_silent_live_run_is_stale(short_run, tmp_path):
