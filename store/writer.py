@@ -28,6 +28,8 @@ log = logging.getLogger("twotier.ledger")
 FLUSH_INTERVAL_S = 0.25
 HEARTBEAT_S = 5.0
 MAX_BATCH = 500
+# About 30 columns an event: 100 rows stay well under SQLite's limit on bound variables.
+ROWS_PER_INSERT = 100
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._loop, name="twotier-ledger", daemon=True)
         self._failure: str | None = None
         self._locked_since: float | None = None
+        self._closing = threading.Event()
         self._thread.start()
 
     def submit(self, event: StepEvent) -> None:
@@ -113,6 +116,7 @@ class LedgerWriter:
     def close(self, status: RunStatus, error: str | None = None, timeout: float | None = 60.0) -> None:
         """Write everything queued, then the final status, and stop the thread."""
         self._queue.put(_StatusChange(status, error, final=True))
+        self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise LedgerError(f"{self._ledger.path}: the ledger writer did not finish within {timeout} s")
@@ -128,12 +132,15 @@ class LedgerWriter:
     def _write_until_final(self) -> None:
         pending = _Pending()
         last_beat = 0.0
+        backlog = False
         while True:
-            wait = HEARTBEAT_S if not pending.events and pending.status is None else self._flush_interval
-            deadline = time.monotonic() + wait
-            final = self._collect(pending, deadline)
+            # Sleep, then take what came: blocking on the queue instead would make every put wake this
+            # thread, and the training thread would then wait for the interpreter lock inside `submit`.
+            if not backlog:
+                self._closing.wait(self._flush_interval)
+            backlog = self._drain(pending)
             now = time.time()
-            if not pending.events and pending.status is None and now - last_beat < HEARTBEAT_S and not final:
+            if not pending.events and pending.status is None and now - last_beat < HEARTBEAT_S:
                 continue
             try:
                 try:
@@ -148,7 +155,6 @@ class LedgerWriter:
                 # again; training goes on, since it only ever puts on the queue.
                 self._texts.forget()
                 self._note_lock(err, len(pending.events))
-                time.sleep(self._flush_interval)
                 continue
             except BaseException as err:  # noqa: BLE001 - recorded and reported to close(); the thread must end
                 self._give_up(err)
@@ -185,34 +191,19 @@ class LedgerWriter:
         except DatabaseError as second:
             log.error("ledger %s: could not even mark the run failed: %s", self._ledger.path, second)
 
-    def _collect(self, pending: _Pending, deadline: float) -> bool:
-        """Take messages until the deadline or a full batch; True once the final status arrived."""
+    def _drain(self, pending: _Pending) -> bool:
+        """Take what is queued, up to one batch; True when more is waiting. A later status replaces an
+        earlier one (the final comes last). One transaction stays small, so WAL checkpoints keep up."""
         while len(pending.events) < MAX_BATCH:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                message = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                break
-            if isinstance(message, _StatusChange):
-                pending.status = message
-                if message.final:
-                    self._drain(pending)
-                    return True
-                break
-            pending.events.append(message)
-            deadline = min(deadline, time.monotonic() + self._flush_interval)
-        return False
-
-    def _drain(self, pending: _Pending) -> None:
-        while True:
             try:
                 message = self._queue.get_nowait()
             except queue.Empty:
-                return
-            if isinstance(message, StepEvent):
+                return False
+            if isinstance(message, _StatusChange):
+                pending.status = message
+            else:
                 pending.events.append(message)
+        return True
 
     def _write(self, pending: _Pending, now: float) -> None:
         tables = self._ledger.tables
@@ -237,25 +228,38 @@ class LedgerWriter:
         def text_id(text: str) -> int:
             return ids[storable(text)]
 
+        plain: list[dict[str, Any]] = []
         for event in events:
+            if not event.probes:
+                plain.append(_event_row(event, text_id))
+                continue
+            # Rows keep the events' order (readers tail by id): flush the fast logs before a full eval.
+            self._insert_rows(plain)
+            plain = []
             row_id = tables.event.insert(**_event_row(event, text_id)).execute()
-            if event.probes:
-                tables.probe.insert_many(
-                    [
-                        {
-                            "event": row_id,
-                            "run": event.run_id,
-                            "step": event.step,
-                            "probe_id": probe.probe_id,
-                            "prompt": text_id(probe.prompt),
-                            "golden": text_id(probe.golden),
-                            "output": text_id(probe.model_output),
-                            "match": probe.match,
-                            "loss": _finite_or_none(probe.loss),
-                        }
-                        for probe in event.probes
-                    ]
-                ).execute()
+            tables.probe.insert_many(_probe_rows(event, row_id, text_id)).execute()
+        self._insert_rows(plain)
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), ROWS_PER_INSERT):
+            self._ledger.tables.event.insert_many(rows[start : start + ROWS_PER_INSERT]).execute()
+
+
+def _probe_rows(event: StepEvent, event_id: int, text_id: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "event": event_id,
+            "run": event.run_id,
+            "step": event.step,
+            "probe_id": probe.probe_id,
+            "prompt": text_id(probe.prompt),
+            "golden": text_id(probe.golden),
+            "output": text_id(probe.model_output),
+            "match": probe.match,
+            "loss": _finite_or_none(probe.loss),
+        }
+        for probe in event.probes
+    ]
 
 
 def _first_error(err: DatabaseError) -> DatabaseError:
