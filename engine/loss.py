@@ -65,15 +65,23 @@ class LossTap:
         self._input_tokens = self._input_tokens + seen
 
     def read(self, *, since_eval: bool) -> Reading:
-        """The one host sync of a log step: the example's, the step's and (on evals) the running losses."""
+        """The one host sync of a log step: the example's tokens and loss, the step's and the running losses.
+
+        Everything travels in one float32 tensor: token ids are exact in float32 below 2**24.
+        """
         if self.last is None:
             raise RuntimeError("the loss tap has seen no training batch yet")
-        values = torch.stack(
-            [torch.as_tensor(value, dtype=torch.float32, device=self.last.example_loss_sum.device)
+        device = self.last.example_loss_sum.device
+        scalars = torch.stack(
+            [torch.as_tensor(value, dtype=torch.float32, device=device)
              for value in (self.last.example_loss_sum[0], self.last.example_tokens[0], self._step_sum,
                            self._step_tokens, self._since_eval_sum, self._since_eval_tokens, self._input_tokens)]
-        ).tolist()  # fmt: skip
-        example_sum, example_tokens, step_sum, step_tokens, eval_sum, eval_tokens, input_tokens = values
+        )  # fmt: skip
+        row = torch.cat([self.last.input_ids[0], self.last.labels[0].to(device)]).float()
+        values = torch.cat([scalars, row]).tolist()
+        example_sum, example_tokens, step_sum, step_tokens, eval_sum, eval_tokens, input_tokens = values[:7]
+        width = self.last.input_ids.shape[1]
+        row_ids, row_labels = [int(v) for v in values[7 : 7 + width]], [int(v) for v in values[7 + width :]]
         self._input_tokens = 0.0
         if since_eval:
             self._since_eval_sum, self._since_eval_tokens = 0.0, 0.0
@@ -82,6 +90,8 @@ class LossTap:
             step_loss=_mean(step_sum, step_tokens),
             train_loss_mean=_mean(eval_sum, eval_tokens) if since_eval else None,
             input_tokens=int(input_tokens),
+            input_ids=row_ids,
+            labels=row_labels,
         )
 
     def begin_step(self) -> None:
@@ -95,6 +105,8 @@ class Reading:
     step_loss: float
     train_loss_mean: float | None
     input_tokens: int
+    input_ids: list[int]  # the example's row of the batch (padded), and its labels
+    labels: list[int]
 
 
 def _mean(total: float, count: float) -> float:

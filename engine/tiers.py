@@ -124,8 +124,8 @@ class TwoTierCallback(TrainerCallback):
         control.should_log = True  # on every rank: the Trainer's logging gathers the loss across ranks
         if self.tap.last is None or not state.is_world_process_zero:
             return
-        example = self._example()
         reading = self.tap.read(since_eval=kind is Kind.FULL)  # the host sync of this log step
+        example = self._example(reading)
         now = time.perf_counter()
         tokens_per_s = reading.input_tokens / (now - self._last_read) if now > self._last_read else None
         evaluation = None
@@ -183,10 +183,9 @@ class TwoTierCallback(TrainerCallback):
                     step, failure)  # fmt: skip
         return EvalFailure(failure)
 
-    def _example(self) -> _Example:
+    def _example(self, reading: Reading) -> _Example:
         """The first example of the step's last micro-batch, split into prompt and golden tokens."""
-        assert self.tap.last is not None
-        ids, labels = torch.stack([self.tap.last.input_ids[0], self.tap.last.labels[0]]).tolist()
+        ids, labels = reading.input_ids, reading.labels
         first_label = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
         pad = self.tokenizer.pad_token_id
         prompt = [token for token in ids[:first_label] if token != pad]
