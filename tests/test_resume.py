@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def resume(ledger: Path, ref: str) -> tuple[RunEnded, list]:
     return message, events
 
 
+def wait_until_committed(ledger: Path, step: int, timeout: float = 30.0) -> None:
+    """Wait for the writer's batch holding `step` (it commits within about a quarter of a second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with LedgerReader(ledger) as reader:
+            if reader.run("latest").last_step >= step:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} was never committed")
+
+
 def killed_headless_run(tmp_path: Path, after_step: int) -> tuple[Path, str]:
     """A real headless run killed with SIGKILL once it has printed a fast log at `after_step` or later."""
     config = tmp_path / "config.json"
@@ -44,6 +56,7 @@ def killed_headless_run(tmp_path: Path, after_step: int) -> tuple[Path, str]:
     for line in process.stdout:
         if line.startswith("📍 FAST LOG - Step") and int(line.split()[-1]) >= after_step:
             break
+    wait_until_committed(tmp_path / "ledger.db", after_step)
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     with LedgerReader(tmp_path / "ledger.db") as reader:
@@ -106,3 +119,19 @@ def test_a_half_written_checkpoint_is_skipped(short_run, tmp_path):
 def test_a_finished_run_is_not_resumed(short_run):
     with pytest.raises(TwoTierError, match="finished at step 40; there is nothing to resume"):
         find_resume_point(short_run.ledger, short_run.run_id)
+
+
+def test_headless_resume_flag_finishes_a_run_stopped_by_ctrl_c(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**REFERENCE, "max_steps": 60, "eval_steps": 0, "ledger": str(tmp_path / "ledger.db"),
+                                  "output_dir": str(tmp_path / "out")}))  # fmt: skip
+    command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(config)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    next(line for line in process.stdout if line.startswith("📍 FAST LOG"))
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    resumed = subprocess.run([*command, "--resume", "latest"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "finished at step 60" in resumed.stdout.strip().splitlines()[-1]

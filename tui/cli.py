@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--attach", nargs="?", const=str(DEFAULT_LEDGER), metavar="LEDGER",
                       help="open the app on a ledger another process writes (no training)")  # fmt: skip
     parser.add_argument("--run", metavar="ID", help="with --attach: the run to show (default: latest)")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue a stopped or crashed run (id, prefix, name or 'latest') from its last "
+                        "complete checkpoint, with its recorded config; flags given override it")  # fmt: skip
     for key, (kind, help_text) in OVERRIDES.items():
         parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
@@ -100,11 +103,20 @@ def _dispatch(args: argparse.Namespace) -> Any:
         from .app import run_app
 
         return run_app(attach=Path(args.attach), run_ref=args.run)
-    config = config_from_args(args)
+    resume = None
+    if args.resume is not None:
+        from ..engine.resume import find_resume_point
+
+        given = {key: value for key, value in vars(args).items() if key in OVERRIDES and value is not None}
+        ledger = given.pop("ledger", None) or config_from_args(args).ledger
+        resume = find_resume_point(ledger, args.resume, given)
+        config = resume.config
+    else:
+        config = config_from_args(args)
     for warning in config.tier_warnings():
         print(f"twotier: warning: {warning}", file=sys.stderr)
     if args.headless:
-        return run_headless(config, thresholds=thresholds_from_args(args), json_lines=args.json)
+        return run_headless(config, thresholds=thresholds_from_args(args), json_lines=args.json, resume=resume)
     from .app import run_app
 
     return run_app(config=config)

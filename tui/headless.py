@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from ..engine.config import Config
+from ..engine.resume import ResumePoint
 from ..store import RunStatus, StepEvent, TwoTierError
 from ..store.export import EVENT_COLUMNS, event_record, write_records
 from .blocks import event_block, fmt_loss
@@ -94,6 +95,7 @@ def run_headless(
     thresholds: Thresholds | None = None,
     json_lines: bool = False,
     err: TextIO = sys.stderr,
+    resume: ResumePoint | None = None,
 ) -> int:
     """Train in a background thread, print every event; returns the process exit status.
 
@@ -101,7 +103,7 @@ def run_headless(
     """
     from ..engine.runner import RunEnded, TrainingRun  # torch loads here, and only here
 
-    run = TrainingRun(config)
+    run = TrainingRun(config, resume=resume)
     caught: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
