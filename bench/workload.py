@@ -23,7 +23,7 @@ from twotier.engine.data import Splits, collate, load_splits
 from twotier.engine.evaluate import Evaluator
 from twotier.engine.loss import LossTap
 from twotier.engine.model import load_model, resolve_model_path
-from twotier.engine.runner import _training_arguments
+from twotier.engine.runner import training_arguments
 from twotier.engine.tiers import TierSettings, TwoTierCallback
 from twotier.engine.trainer import TwoTierTrainer
 from twotier.store import LedgerWriter, RunInfo, RunStatus, StepEvent, create_run, open_ledger
@@ -72,7 +72,7 @@ class Workload:
 
     def arguments(self, max_steps: int, run_dir: Path, **training_args: Any) -> Any:
         config = replace(self.config, max_steps=max_steps, training_args=training_args)
-        return _training_arguments(config, run_dir)
+        return training_arguments(config, run_dir)
 
 
 def load_workload() -> Workload:

@@ -148,7 +148,7 @@ class TrainingRun:
         model, tokenizer = load_model(resolve_model_path(config, Path(config.output_dir)),
                                       trust_remote_code=config.trust_remote_code)  # fmt: skip
         splits = load_splits(config, tokenizer, Path(config.output_dir))
-        arguments = _training_arguments(config, run_dir)
+        arguments = training_arguments(config, run_dir)
         evaluator = Evaluator(
             tokenizer, splits.validation, eval_samples=config.eval_samples, probe_size=config.probe_size,
             max_new_tokens=config.max_new_tokens, batch_size=max(config.batch_size, 16),
@@ -192,7 +192,7 @@ class TrainingRun:
                 log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
 
 
-def _training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
+def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     """TrainingArguments from the config; `training_args` overrides and is validated by the library."""
     values: dict[str, Any] = {
         "output_dir": str(run_dir), "max_steps": config.max_steps,

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_query import ESCAPE_OUTPUT, copy_ledger, digest, flips, rows, two_runs  # noqa: F401 - fixtures
 
+from twotier.store import LedgerReader
 from twotier.tui.blocks import fmt_loss
 from twotier.tui.ledger_cli import main
 
@@ -215,3 +216,13 @@ def test_query_commands_never_import_torch_transformers_or_datasets(short_run):
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "[]"
+
+
+def test_backup_copies_the_ledger_and_refuses_to_overwrite(short_run, tmp_path, capsys):
+    dest = tmp_path / "copy.db"
+    assert main(["ledger", "backup", "--ledger", str(short_run.ledger), str(dest)]) == 0
+    assert "integrity ok" in capsys.readouterr().out
+    with LedgerReader(dest) as reader:
+        assert len(list(reader.iter_events(short_run.run_id))) == len(short_run.events)
+    assert main(["ledger", "backup", "--ledger", str(short_run.ledger), str(dest)]) == 1
+    assert "already exists; the backup will not overwrite it" in capsys.readouterr().err

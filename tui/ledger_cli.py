@@ -1,4 +1,4 @@
-"""`twotier ledger …`: questions to the ledger after the run (runs, show, compare, export, sql, plot).
+"""`twotier ledger …`: questions to the ledger after the run (runs, show, compare, export, sql, plot, backup).
 
 Reads only, through a read-only connection, and never imports torch: it answers in a fraction of a second.
 """
@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from ..store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError
 from ..store import query
+from ..store.backup import backup_ledger
 from ..store.export import (
     EVENT_COLUMNS,
     PROBE_COLUMNS,
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                "Needs the plot extra: pip install 'twotier[plot]'.")  # fmt: skip
     plot.add_argument("runs", metavar="RUN", nargs="+", help=RUN_HELP)
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the image to write, e.g. loss.png")
+    backup = add("backup", _backup, "copy the ledger consistently, even while a run writes it",
+                 "Copy the ledger with SQLite's online backup API, check the copy's integrity, and never "
+                 "overwrite an existing file.")  # fmt: skip
+    backup.add_argument("dest", type=Path, metavar="DEST", help="the new file")
     return parser
 
 
@@ -103,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except KeyboardInterrupt:
         return 130
+
+
+def _backup(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
+    size = backup_ledger(reader.path, args.dest)
+    _print(out, [f"copied {reader.path} to {args.dest} ({size:,} bytes, integrity ok)"])
+    return 0
 
 
 def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
