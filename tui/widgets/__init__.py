@@ -1,1 +1,1 @@
-"""x"""
+"""The app's widgets and screens, one per module."""

@@ -1,0 +1,90 @@
+"""Incremental reads of one run from a ledger: each poll returns only what arrived since the last one.
+
+A poll costs one run lookup and one indexed range read past the high-water mark, so its cost follows
+what is new, not the length of the run. Use a `Tail` from one thread (peewee connects per thread).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..store import LedgerError, LedgerReader, RunInfo, StepEvent
+
+CHUNK = 2000
+WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What one poll found: the run as the ledger has it now and the events past the last poll."""
+
+    run: RunInfo | None
+    status: str
+    events: list[StepEvent] = field(default_factory=list)
+    more: bool = False
+
+    @property
+    def ended(self) -> bool:
+        """The run has its final status and nothing is left to read: later polls find nothing new."""
+        return self.run is not None and not self.run.status.is_live and not self.more
+
+
+class Tail:
+    """Follows one run (an id, a name, or `latest`) of the ledger at `path` from its high-water mark.
+
+    Only the full evals among the last `probes_for_last` events of a poll get their probe set: the
+    app draws no more than those, and reading the probes of every eval of a long run would dominate.
+    """
+
+    def __init__(self, path: Path, run_ref: str, *, clock: Callable[[], float] = time.time, chunk: int = CHUNK,
+                 probes_for_last: int = CHUNK) -> None:  # fmt: skip
+        self.path = path
+        self.run_ref = run_ref
+        self.last_id = 0
+        self._clock = clock
+        self._chunk = chunk
+        self._probes_for_last = probes_for_last
+        self._reader: LedgerReader | None = None
+        self._run_id: str | None = None
+
+    def poll(self) -> Poll:
+        """Read what is new. While the ledger or the run does not exist yet, the status is `waiting`."""
+        reader = self._open()
+        run = self._resolve(reader) if reader is not None else None
+        if reader is None or run is None:
+            return Poll(None, WAITING)
+        events = reader.events_after(run.id, self.last_id, self._chunk)
+        if events and events[-1].id is not None:
+            self.last_id = events[-1].id
+        more = len(events) == self._chunk
+        first = max(0, len(events) - self._probes_for_last)
+        for index in range(first, len(events)):
+            event = events[index]
+            if event.is_full and event.id is not None:
+                events[index] = replace(event, probes=reader.probes(event.id))
+        return Poll(run, reader.run_status(run, self._clock()), events, more)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def _open(self) -> LedgerReader | None:
+        # An in-process run creates its ledger only once the model is loaded: until then, wait.
+        if self._reader is None and self.path.exists():
+            try:
+                self._reader = LedgerReader(self.path)
+            except LedgerError:
+                return None
+        return self._reader
+
+    def _resolve(self, reader: LedgerReader) -> RunInfo | None:
+        try:
+            run = reader.run(self._run_id or self.run_ref)
+        except LedgerError:
+            return None
+        self._run_id = run.id
+        return run

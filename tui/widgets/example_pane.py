@@ -1,0 +1,102 @@
+"""The example pane: fast logs and full evals as the headless blocks, newest at the bottom, bounded."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import RichLog
+
+from ...store import StepEvent
+from ..blocks import RULE, event_block
+
+MAX_BLOCKS = 200
+# Blocks are bounded by line count; a block is about 16 lines, more when long texts wrap.
+LINES_PER_BLOCK = 24
+FOLLOWING = "following new events"
+NOT_FOLLOWING = "NOT following (scrolled up): End or f follows"
+
+
+def block_text(event: StepEvent, width: int) -> Text:
+    """One event's block as styled text; the data lines stay plain text, never markup."""
+    text = Text()
+    for line in event_block(event):
+        if line == RULE:
+            text.append("─" * min(len(RULE), max(width, 1)) + "\n", style="dim")
+        elif line.startswith(("🔍 FULL EVAL", "📍 FAST LOG")):
+            text.append(line + "\n", style="bold magenta" if event.is_full else "bold cyan")
+        elif line in ("✅ MATCH", "❌ NO MATCH"):
+            text.append(line + "\n", style="bold green" if event.match else "bold red")
+        else:
+            text.append(line + "\n")
+    text.rstrip()
+    return text
+
+
+class ExamplePane(RichLog):
+    """A scrolling log that follows new events unless the user scrolled up, and says which."""
+
+    DEFAULT_CSS = """
+    ExamplePane {
+        border-top: solid $accent;
+        border-title-align: left;
+        scrollbar-size-vertical: 1;
+    }
+    ExamplePane.-not-following {
+        border-top: solid $warning;
+    }
+    """
+
+    following = reactive(True)
+
+    def __init__(self, max_blocks: int = MAX_BLOCKS, **kwargs: object) -> None:
+        super().__init__(max_lines=max_blocks * LINES_PER_BLOCK, wrap=True, markup=False,
+                         highlight=False, auto_scroll=False, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+        self.max_blocks = max_blocks
+        self._pending: deque[StepEvent] = deque(maxlen=max_blocks)
+        self.newest: StepEvent | None = None
+
+    def on_mount(self) -> None:
+        self._show_title()
+
+    def add(self, events: Iterable[StepEvent], *, flush: bool = True) -> None:
+        """Queue events; with `flush`, write the queue. While a long run is read, only its tail is drawn."""
+        self._pending.extend(events)
+        if self._pending:
+            self.newest = self._pending[-1]
+        if flush:
+            width = self.scrollable_content_region.width or len(RULE)
+            while self._pending:
+                self.write(block_text(self._pending.popleft(), width), scroll_end=self.following)
+            self._show_title()
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self.newest = None
+        self.clear()
+        self.following = True
+        self._show_title()
+
+    def _show_title(self) -> None:
+        """The newest event stays named in the title even when its block's top is scrolled past."""
+        newest = self.newest
+        about = "examples"
+        if newest is not None:
+            about += f" · newest {'FULL EVAL' if newest.is_full else 'FAST LOG'} step {newest.step}"
+        self.border_title = f"{about} · {FOLLOWING if self.following else NOT_FOLLOWING}"
+
+    def watch_following(self, following: bool) -> None:
+        self._show_title()
+        self.set_class(not following, "-not-following")
+        if following:
+            self.scroll_end(animate=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Scrolling away from the bottom stops following; coming back to it resumes.
+        if new_value < old_value and new_value < self.max_scroll_y:
+            self.following = False
+        elif new_value >= self.max_scroll_y and new_value > old_value:
+            self.following = True

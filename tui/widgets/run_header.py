@@ -1,0 +1,153 @@
+"""The app's header: which run, how it stands, and how fast it goes, from the ledger's own numbers."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...store import RunInfo, StepEvent
+from ..text import printable
+
+RATE_WINDOW = 20
+BAR_WIDTH = 24
+STATUS_MARKS = {
+    "running": ("● running", "bold green"),
+    "paused": ("⏸ paused", "bold yellow"),
+    "finished": ("✔ finished", "bold blue"),
+    "stopped": ("■ stopped", "bold yellow"),
+    "failed": ("✖ failed", "bold red"),
+    "stale": ("? stale (no heartbeat)", "bold magenta"),
+    "waiting": ("… waiting for the run", "bold"),
+}
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def progress_bar(step: int, total: int | None, width: int = BAR_WIDTH) -> str:
+    """A bar that reads without colour: filled and empty cells are different characters."""
+    if not total:
+        return "░" * width
+    filled = min(width, round(width * step / total))
+    return "█" * filled + "░" * (width - filled)
+
+
+class RunHeader(Static):
+    """Run name, model, status, step / total with a bar, steps/s, tokens/s, elapsed and ETA."""
+
+    DEFAULT_CSS = """
+    RunHeader {
+        height: auto;
+        padding: 0 1;
+        background: $panel;
+    }
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._clock = clock
+        self.run: RunInfo | None = None
+        self.status = "waiting"
+        self.note: str | None = None
+        self.reading: int | None = None
+        self.latest: StepEvent | None = None
+        self._recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)
+
+    def on_mount(self) -> None:
+        # Elapsed time and staleness move with the clock even when no event arrives.
+        self.set_interval(1.0, self.show)
+        self.show()
+
+    def reset(self) -> None:
+        """Forget the run shown (the note stays: it is about the app, not the run)."""
+        self.run, self.status, self.latest, self.reading = None, "waiting", None, None
+        self._recent.clear()
+        self.show()
+
+    def set_run(self, run: RunInfo | None, status: str) -> None:
+        self.run, self.status = run, status
+        self.show()
+
+    def set_note(self, note: str | None) -> None:
+        """A line under the numbers: what the app is doing (starting, stopping) or how the run failed."""
+        self.note = note
+        self.show()
+
+    def set_reading(self, count: int | None) -> None:
+        """While a long run is first read: how many events so far (None once caught up)."""
+        self.reading = count
+        self.show()
+
+    def add_events(self, events: Iterable[StepEvent]) -> None:
+        for event in events:
+            self.latest = event
+            self._recent.append((event.step, event.elapsed_s))
+        self.show()
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Over the last events seen: the recent pace, not the average since a slow start."""
+        if len(self._recent) >= 2:
+            (first_step, first_s), (last_step, last_s) = self._recent[0], self._recent[-1]
+            if last_s > first_s:
+                return (last_step - first_step) / (last_s - first_s)
+        if self.latest is not None and self.latest.elapsed_s > 0:
+            return self.latest.step / self.latest.elapsed_s
+        return None
+
+    def show(self) -> None:
+        self.update(self.render_text())
+
+    def render_text(self) -> Text:
+        run, event = self.run, self.latest
+        label, style = STATUS_MARKS.get(self.status, (self.status, "bold"))
+        text = Text("twotier", style="bold")
+        if run is not None:
+            text.append("  ")
+            text.append(printable(run.name), style="bold")
+            text.append(f"  ·  model {printable(run.model)}  ·  ")
+        else:
+            text.append("  ·  ")
+        text.append(label, style=style)
+        step = event.step if event is not None else (run.last_step if run is not None else 0)
+        total = run.max_steps if run is not None else None
+        percent = f"{100 * step / total:3.0f}%" if total else "   -"
+        text.append(f"\nstep {step}/{total or '?'}  ")
+        text.append(progress_bar(step, total), style="green")
+        text.append(f" {percent}")
+        text.append("\n" + "  ·  ".join(self._rates(step, total)))
+        error = run.error if run is not None and run.error else None
+        reading = f"reading the run from the ledger: {self.reading:,} events so far…" if self.reading else None
+        for line, line_style in ((reading, "italic"), (self.note, "italic"), (error, "bold red")):
+            if line:
+                text.append("\n" + printable(line), style=line_style)
+        return text
+
+    def _rates(self, step: int, total: int | None) -> list[str]:
+        rate = self.steps_per_s
+        event = self.latest
+        live = self.run is not None and self.run.status.is_live and self.status != "stale"
+        tokens = event.tokens_per_s if event is not None else None
+        eta = (total - step) / rate if live and rate and total else None
+        return [
+            "-- steps/s" if rate is None else f"{rate:.2f} steps/s",
+            "-- tok/s" if tokens is None else f"{tokens:,.0f} tok/s",
+            f"elapsed {fmt_duration(self._elapsed(live))}",
+            f"ETA {fmt_duration(eta)}",
+        ]
+
+    def _elapsed(self, live: bool) -> float | None:
+        if self.run is None:
+            return None
+        if live:
+            return self._clock() - self.run.started_at
+        return self.latest.elapsed_s if self.latest is not None else None
