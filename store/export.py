@@ -16,7 +16,7 @@ from .records import Kind, StepEvent
 EVENT_COLUMNS = (
     "run_id", "step", "kind", "prompt", "golden", "loss", "prompt_tokens", "golden_tokens",
     "model_output", "output_tokens", "match", "train_loss_mean", "val_loss", "gap",
-    "heldout_accuracy", "heldout_token_accuracy", "eval_seconds", "batch_loss", "learning_rate",
+    "heldout_accuracy", "heldout_token_accuracy", "eval_seconds", "eval_error", "batch_loss", "learning_rate",
     "grad_norm", "tokens_per_s", "epoch", "wall_time", "elapsed_s",
 )  # fmt: skip
 PROBE_COLUMNS = ("run_id", "step", "probe_id", "prompt", "golden", "model_output", "match", "loss")
