@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer
 from textual.worker import get_current_worker
 
 from ..store import LedgerReader, RunStatus, TwoTierError
-from .tailer import Poll, Tail
+from .tailer import CHUNK, Poll, Tail
 from .text import printable
 from .widgets.confirm import Confirm
 from .widgets.eval_detail import EvalDetail
@@ -143,6 +143,7 @@ class TwoTierApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "twotier"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    read_chunk = CHUNK  # events per ledger read while catching up with a long run
     BINDINGS = [
         Binding("p", "pause", "Pause/Resume"),
         Binding("x", "stop", "Stop"),
@@ -202,14 +203,16 @@ class TwoTierApp(App[int]):
     @work(thread=True, exclusive=True, group="tail")
     def _follow(self, generation: int, run_ref: str) -> None:
         worker = get_current_worker()
-        tail = Tail(self.ledger, run_ref, clock=self.clock, probes_for_last=self.query_one(ExamplePane).max_blocks)
+        tail = Tail(self.ledger, run_ref, clock=self.clock, chunk=self.read_chunk,
+                    probes_for_last=self.query_one(ExamplePane).max_blocks)  # fmt: skip
         try:
             seen = None
             while not worker.is_cancelled:
                 poll = tail.poll()
-                if poll.events or (poll.run, poll.status) != seen:
+                # An empty poll matters when it ends a catch-up (`more` turns False) or the run changed.
+                if poll.events or (poll.run, poll.status, poll.more) != seen:
                     self.post_message(Polled(generation, poll))
-                    seen = (poll.run, poll.status)
+                    seen = (poll.run, poll.status, poll.more)
                 if poll.ended:
                     return
                 if not poll.more:
@@ -225,13 +228,13 @@ class TwoTierApp(App[int]):
         if poll.run is not None:
             self.run_id = poll.run.id
         header.set_run(poll.run, poll.status)
+        self._read += len(poll.events)
+        header.set_reading(self._read if poll.more else None)
         if poll.events:
-            self._read += len(poll.events)
-            header.set_reading(self._read if poll.more else None)
             header.add_events(poll.events)
             self.query_one(LossChart).add(poll.events)
             self.query_one(EvalTable).add_evals(event for event in poll.events if event.is_full)
-            self.query_one(ExamplePane).add(poll.events, flush=not poll.more)
+        self.query_one(ExamplePane).add(poll.events, flush=not poll.more)
         self.caught_up = self.caught_up or not poll.more
 
     def on_engine_started(self, message: EngineStarted) -> None:
@@ -249,7 +252,7 @@ class TwoTierApp(App[int]):
             header.set_note(f"training {message.status.value}; q quits")
         self.refresh_bindings()
         if self._quit_when_ended:
-            self.exit(self.exit_status)
+            self.exit(self.exit_status, return_code=self.exit_status)
 
     @property
     def exit_status(self) -> int:
@@ -305,7 +308,7 @@ class TwoTierApp(App[int]):
             question = "A run trains in this process. Stop it (checkpoint + flush) and quit?"
             self.push_screen(Confirm(question), self._quit_confirmed)
         else:
-            self.exit(self.exit_status)
+            self.exit(self.exit_status, return_code=self.exit_status)
 
     def _quit_confirmed(self, yes: bool | None) -> None:
         if yes:
@@ -318,7 +321,7 @@ class TwoTierApp(App[int]):
 
     def _stop_then_quit(self, note: str) -> None:
         if self.engine is None or self.engine.ended is not None:
-            self.exit(self.exit_status)
+            self.exit(self.exit_status, return_code=self.exit_status)
             return
         self._quit_when_ended = True
         self.engine.stop()

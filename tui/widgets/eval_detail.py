@@ -108,10 +108,9 @@ class EvalDetail(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
+    @dataclass
     class Loaded(Message):
-        def __init__(self, loaded: LoadedEval) -> None:
-            super().__init__()
-            self.loaded = loaded
+        loaded: LoadedEval
 
     def __init__(self, ledger: Path, run_id: str, event_id: int, previous_id: int | None) -> None:
         super().__init__()

@@ -66,10 +66,10 @@ class RunPicker(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape,q", "dismiss(None)", "Cancel")]
 
+    @dataclass
     class Loaded(Message):
-        def __init__(self, rows: list[RunRow] | None, error: str | None = None) -> None:
-            super().__init__()
-            self.rows, self.error = rows, error
+        rows: list[RunRow] | None
+        error: str | None = None
 
     def __init__(self, ledger: Path, current: str | None, clock: Callable[[], float] = time.time) -> None:
         super().__init__()

@@ -1,0 +1,31 @@
+"""A dropped SSH connection (SIGHUP) stops a run that trains in the app as cleanly as `q` would."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from test_tmux_attach import TUI, Tmux, tmux, wait_for, write_config  # noqa: F401 - `tmux` is a fixture
+from twotier.store import LedgerReader, RunStatus
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def run_status(ledger: Path) -> RunStatus:
+    with LedgerReader(ledger) as reader:
+        return reader.run("latest").status
+
+
+def test_hangup_stops_the_run_with_a_checkpoint(tmp_path: Path, tmux: Tmux):
+    config = write_config(tmp_path, log_steps=1, eval_steps=0, max_steps=100_000, batch_size=8)
+    tmux.start([str(TUI), "--config", str(config)], cwd=tmp_path)
+    tmux.wait_for_text("FAST LOG")
+    tmux.kill()  # the terminal goes away: the app gets SIGHUP
+    ledger = tmp_path / "ledger.db"
+    wait_for(lambda: run_status(ledger) is not RunStatus.RUNNING, "the run to end")
+    assert run_status(ledger) is RunStatus.STOPPED
+    with LedgerReader(ledger) as reader:
+        run_id = reader.run("latest").id
+    assert list((tmp_path / "out" / run_id).glob("checkpoint-*"))
