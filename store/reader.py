@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from peewee import JOIN
+from peewee import JOIN, fn
 
 from .db import Ledger, open_ledger
 from .errors import LedgerError
@@ -26,6 +26,20 @@ EVENT_FIELDS = (
     "tokens_per_s", "epoch", "output_tokens", "match", "train_loss_mean", "val_loss", "gap",
     "gap_ok", "heldout_accuracy", "heldout_token_accuracy", "eval_seconds", "eval_error",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Bucketed:
+    """A series averaged in buckets; `per_point` is how many values a typical point stands for."""
+
+    points: list[float]
+    per_point: int
+
+
+@dataclass(frozen=True)
+class LossHistory:
+    train: Bucketed
+    val: Bucketed
 
 
 class LedgerReader:
@@ -84,6 +98,49 @@ class LedgerReader:
         if with_probes:
             return [self._attach_probes(event) for event in events]
         return events
+
+    def count_events(self, run_id: str) -> int:
+        Event = self.ledger.tables.event
+        return Event.select().where((Event.run == run_id) & ~Event.superseded).count()
+
+    def recent_events(self, run_id: str, count: int) -> list[StepEvent]:
+        """The run's last `count` events, oldest first: where a viewer of a long run starts."""
+        Event = self.ledger.tables.event
+        query = self._event_query().where((Event.run == run_id) & ~Event.superseded)
+        return [_event(row) for row in reversed(list(query.order_by(Event.id.desc()).limit(count).dicts()))]
+
+    def full_evals(self, run_id: str, last: int, before_id: int) -> list[StepEvent]:
+        """The run's last `last` full evals with row id below `before_id`, oldest first."""
+        Event = self.ledger.tables.event
+        query = self._event_query().where(
+            (Event.run == run_id) & ~Event.superseded & (Event.kind == Kind.FULL.value) & (Event.id < before_id)
+        )
+        return [_event(row) for row in reversed(list(query.order_by(Event.id.desc()).limit(last).dicts()))]
+
+    def loss_history(self, run_id: str, points: int, before_id: int) -> LossHistory:
+        """Batch and validation losses of events below `before_id`, averaged in SQL into at most `points`
+        buckets of steps: a long run's curve in one indexed scan, without reading its events."""
+        Event = self.ledger.tables.event
+        earlier = (Event.run == run_id) & ~Event.superseded & (Event.id < before_id)
+        last_step = Event.select(fn.MAX(Event.step)).where(earlier).scalar() or 0
+        width = max(1, -(-(last_step + 1) // points))
+        return LossHistory(
+            train=self._bucketed(Event.batch_loss, earlier, width),
+            val=self._bucketed(Event.val_loss, earlier & (Event.kind == Kind.FULL.value), width),
+        )
+
+    def _bucketed(self, column: Any, where: Any, width: int) -> Bucketed:
+        Event = self.ledger.tables.event
+        bucket = Event.step / width  # integer division in SQLite: both are integers
+        rows = list(
+            Event.select(fn.AVG(column), fn.COUNT(column))
+            .where(where & column.is_null(False))
+            .group_by(bucket)
+            .order_by(bucket)
+            .tuples()
+        )
+        counts = sorted(count for _, count in rows)
+        return Bucketed([mean for mean, _ in rows], counts[len(counts) // 2] if counts else 1)
 
     def iter_events(self, run_id: str | None = None, kind: Kind | None = None, chunk: int = 1000) -> Iterator[StepEvent]:
         """All events of one run (or all runs), in id order, read in chunks."""

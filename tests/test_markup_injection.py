@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app_snapshots import fast, full, write_run
+from fixed_ledger import fast, full, write_run
 from twotier.tui.app import make_app
 from twotier.tui.widgets.eval_detail import EvalDetail
 from twotier.tui.widgets.eval_table import EvalTable

@@ -230,6 +230,9 @@ class TwoTierApp(App[int]):
         header.set_run(poll.run, poll.status)
         self._read += len(poll.events)
         header.set_reading(self._read if poll.more else None)
+        if poll.opening is not None:
+            self.query_one(LossChart).seed(poll.opening.history)
+            self.query_one(EvalTable).add_evals(poll.opening.evals)
         if poll.events:
             header.add_events(poll.events)
             self.query_one(LossChart).add(poll.events)

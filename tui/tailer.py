@@ -12,9 +12,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..store import LedgerError, LedgerReader, RunInfo, StepEvent
+from ..store.reader import LossHistory
 
 CHUNK = 2000
 WAITING = "waiting"
+HISTORY_POINTS = 256  # the loss chart's own resolution
+OPENING_EVALS = 1000  # full-eval rows a long run opens with
+
+
+@dataclass(frozen=True)
+class Opening:
+    """How a long run is first shown without reading it whole: its earlier losses averaged in SQL,
+    and its last full evals; the poll's events are then the run's most recent ones."""
+
+    history: LossHistory
+    evals: list[StepEvent]
 
 
 @dataclass(frozen=True)
@@ -25,6 +37,7 @@ class Poll:
     status: str
     events: list[StepEvent] = field(default_factory=list)
     more: bool = False
+    opening: Opening | None = None
 
     @property
     def ended(self) -> bool:
@@ -56,16 +69,23 @@ class Tail:
         run = self._resolve(reader) if reader is not None else None
         if reader is None or run is None:
             return Poll(None, WAITING)
-        events = reader.events_after(run.id, self.last_id, self._chunk)
+        opening = None
+        if self.last_id == 0 and reader.count_events(run.id) > self._chunk:
+            events = reader.recent_events(run.id, self._probes_for_last)
+            first_id = events[0].id or 0
+            opening = Opening(reader.loss_history(run.id, HISTORY_POINTS, first_id),
+                              reader.full_evals(run.id, OPENING_EVALS, first_id))  # fmt: skip
+        else:
+            events = reader.events_after(run.id, self.last_id, self._chunk)
         if events and events[-1].id is not None:
             self.last_id = events[-1].id
-        more = len(events) == self._chunk
+        more = opening is None and len(events) == self._chunk
         first = max(0, len(events) - self._probes_for_last)
         for index in range(first, len(events)):
             event = events[index]
             if event.is_full and event.id is not None:
                 events[index] = replace(event, probes=reader.probes(event.id))
-        return Poll(run, reader.run_status(run, self._clock()), events, more)
+        return Poll(run, reader.run_status(run, self._clock()), events, more, opening)
 
     def close(self) -> None:
         if self._reader is not None:

@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from ...store import StepEvent
+from ...store.reader import LossHistory
 from ..blocks import fmt_loss, gap_mark
 
 CAPACITY = 256
@@ -41,6 +42,12 @@ class Downsampled:
             pairs = zip(self.points[0::2], self.points[1::2])
             self.points = [(a + b) / 2 for a, b in pairs]
             self.per_point *= 2
+
+    def seed(self, points: list[float], per_point: int) -> None:
+        """Start from points that each already average `per_point` values (a long run's history)."""
+        self.points = list(points)
+        self.per_point = max(1, per_point)
+        self._sum, self._count = 0.0, 0
 
     def values(self) -> list[float]:
         """The points, plus the partial one being filled, so the newest value always shows."""
@@ -102,6 +109,12 @@ class LossChart(Vertical):
                 self.latest_full = event
                 if event.val_loss is not None and math.isfinite(event.val_loss):
                     self.val.add(event.val_loss)
+        self._show()
+
+    def seed(self, history: LossHistory) -> None:
+        """Start from a long run's history, averaged by the ledger, before its recent events arrive."""
+        self.train.seed(history.train.points, history.train.per_point)
+        self.val.seed(history.val.points, history.val.per_point)
         self._show()
 
     def reset(self) -> None:
