@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,10 @@ def tiny_config(tmp: Path, **overrides: object) -> Config:
     return load_config(None, settings)
 
 
-async def until(pilot: Pilot, condition, step: float = 0.1) -> None:
+async def until(pilot: Pilot, condition, step: float = 0.1, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
     while not condition():
+        assert time.monotonic() < deadline, "the app never reached the expected state"
         await pilot.pause(step)
 
 
@@ -92,3 +95,26 @@ async def test_a_failed_run_shows_its_error_and_sets_the_exit_status(tmp_path: P
         assert "training failed" in header and "missing.jsonl" in header
         await pilot.press("q")
     assert app.return_code == app.engine.ended.exit_code != 0
+
+
+async def test_the_app_resumes_a_stopped_run_in_place_and_trains_it_to_the_end(tmp_path: Path):
+    from twotier.engine.resume import find_resume_point
+
+    first = make_app(config=tiny_config(tmp_path))
+    async with first.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: has_events(first))
+        await pilot.press("x", "y")
+        await until(pilot, lambda: first.engine.ended is not None)
+    with LedgerReader(tmp_path / "ledger.db") as reader:
+        stopped_at = reader.run("latest").last_step
+    point = find_resume_point(tmp_path / "ledger.db", "latest", {"max_steps": stopped_at + 30})
+    app = make_app(config=point.config, resume=point)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.engine.ended is not None)
+        await until(pilot, lambda: header_status(app) == "finished")
+    assert app.engine.ended.status is RunStatus.FINISHED
+    with LedgerReader(tmp_path / "ledger.db") as reader:
+        run = reader.run("latest")
+        steps = [e.step for e in reader.iter_events(run.id)]
+    assert run.id == point.run_id and run.last_step == stopped_at + 30
+    assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 30

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from textual.worker import get_current_worker
 from ..store import LedgerReader, RunStatus, TwoTierError
 from .tailer import CHUNK, Poll, Tail
 from .text import printable
+from .training import EngineEnded, EngineStarted, InProcessRun
 from .widgets.confirm import Confirm
 from .widgets.eval_detail import EvalDetail
 from .widgets.eval_table import EvalTable
@@ -37,7 +37,7 @@ from .widgets.run_picker import RunPicker
 
 if TYPE_CHECKING:
     from ..engine.config import Config
-    from ..engine.runner import TrainingRun
+    from ..engine.resume import ResumePoint
 
 POLL_S = 0.3
 HANGUP_EXIT = 129
@@ -49,92 +49,6 @@ class Polled(Message):
 
     generation: int
     poll: Poll
-
-
-@dataclass
-class EngineStarted(Message):
-    run_id: str
-
-
-@dataclass
-class EngineEnded(Message):
-    """The in-process run ended (the engine's RunEnded, as the app needs it)."""
-
-    status: RunStatus
-    error: str | None
-    exit_code: int
-
-
-class InProcessRun:
-    """The training run this process owns. Torch is imported in its thread, so the app opens first."""
-
-    def __init__(self, config: Config, notify: Callable[[Message], object]) -> None:
-        self.config = config
-        self.ended: EngineEnded | None = None
-        self._notify = notify
-        self._lock = threading.Lock()
-        self._run: TrainingRun | None = None
-        self._stop_requested = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="twotier-app-engine", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def paused(self) -> bool:
-        return self._run is not None and self._run.paused
-
-    def pause(self) -> None:
-        with self._lock:
-            if self._run is not None:
-                self._run.pause()
-
-    def resume(self) -> None:
-        with self._lock:
-            if self._run is not None:
-                self._run.resume()
-
-    def stop(self) -> None:
-        """Checkpoint, flush and mark the run stopped; before the run exists, it will not start."""
-        with self._lock:
-            self._stop_requested = True
-            if self._run is not None:
-                self._run.stop()
-
-    def stop_and_wait(self) -> EngineEnded | None:
-        """However the app ended, leave no run mid-step: stop it the clean way and wait for its end."""
-        if self._thread.ident is None:
-            return None
-        self.stop()
-        self._done.wait()
-        return self.ended
-
-    def _main(self) -> None:
-        try:
-            from ..engine.runner import RunEnded, TrainingRun  # torch loads here, off the UI thread
-
-            run = TrainingRun(self.config)
-        except Exception as err:  # noqa: BLE001 - an engine that cannot load ends the run, reported once
-            self._finish(EngineEnded(RunStatus.FAILED, f"{type(err).__name__}: {err}", 1))
-            return
-        with self._lock:
-            if self._stop_requested:
-                self._finish(EngineEnded(RunStatus.STOPPED, None, 0))
-                return
-            self._run = run
-            run.start()
-        self._notify(EngineStarted(run.run_id))
-        # The app shows the ledger; this queue is drained only to learn how the run ended.
-        while not isinstance(message := run.events.get(), RunEnded):
-            pass
-        run.join()
-        self._finish(EngineEnded(message.status, message.error, message.exit_code))
-
-    def _finish(self, ended: EngineEnded) -> None:
-        self.ended = ended
-        self._done.set()
-        self._notify(ended)
 
 
 class TwoTierApp(App[int]):
@@ -155,12 +69,12 @@ class TwoTierApp(App[int]):
     ]
 
     def __init__(self, ledger: Path, run_ref: str = "latest", *, config: Config | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+                 resume: ResumePoint | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         super().__init__()
         self.ledger = ledger
         self.run_ref = run_ref
         self.clock = clock
-        self.engine = InProcessRun(config, self.post_message) if config is not None else None
+        self.engine = InProcessRun(config, self.post_message, resume) if config is not None else None
         self.run_id: str | None = None
         self.caught_up = False
         self._generation = 0
@@ -213,7 +127,8 @@ class TwoTierApp(App[int]):
                 if poll.events or (poll.run, poll.status, poll.more) != seen:
                     self.post_message(Polled(generation, poll))
                     seen = (poll.run, poll.status, poll.more)
-                if poll.ended:
+                # A resumed run still reads as ended until its engine has reopened it in the ledger.
+                if poll.ended and (self.engine is None or self.engine.ended is not None):
                     return
                 if not poll.more:
                     worker.cancelled_event.wait(POLL_S)
@@ -339,10 +254,11 @@ class TwoTierApp(App[int]):
 
 
 def make_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None,
-             clock: Callable[[], float] = time.time) -> TwoTierApp:  # fmt: skip
-    """The app that trains `config` here, or that shows run `run_ref` (default: latest) of ledger `attach`."""
+             clock: Callable[[], float] = time.time, resume: ResumePoint | None = None) -> TwoTierApp:  # fmt: skip
+    """The app that trains `config` here (continuing `resume`, if given), or that shows run `run_ref`
+    (default: latest) of ledger `attach`."""
     if config is not None:
-        return TwoTierApp(Path(config.ledger), config=config, clock=clock)
+        return TwoTierApp(Path(config.ledger), config=config, resume=resume, clock=clock)
     if attach is None:
         raise TypeError("make_app needs a config to train or a ledger to attach to")
     with LedgerReader(attach) as reader:  # a missing ledger or an unknown run is an error before the app opens
@@ -350,9 +266,10 @@ def make_app(config: Config | None = None, attach: Path | None = None, run_ref: 
     return TwoTierApp(Path(attach), resolved, clock=clock)
 
 
-def run_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None) -> int:
+def run_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None,
+            resume: ResumePoint | None = None) -> int:  # fmt: skip
     """Run the app in the foreground; returns the process exit status."""
-    app = make_app(config=config, attach=attach, run_ref=run_ref)
+    app = make_app(config=config, attach=attach, run_ref=run_ref, resume=resume)
     try:
         app.run()
     finally:

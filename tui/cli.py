@@ -119,7 +119,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
         return run_headless(config, thresholds=thresholds_from_args(args), json_lines=args.json, resume=resume)
     from .app import run_app
 
-    return run_app(config=config)
+    return run_app(config=config, resume=resume)
 
 
 if __name__ == "__main__":
