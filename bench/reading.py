@@ -98,6 +98,9 @@ def _tail_poll_ms(path: Path, run_id: str, after_id: int) -> float:
 def _tail_memory(path: Path, run_id: str, rows: int) -> tuple[float, float]:
     """Peak traced memory (MB) after a tenth of the run and after all of it, tailed TAIL rows per poll."""
     tail = Tail(path, run_id, chunk=TAIL)
+    # Past the first row, as a viewer that has followed the run live: a fresh Tail of a long run would
+    # open at its end instead, and read only its last events.
+    tail.last_id = 1
     tracemalloc.start()
     read, early = 0, 0.0
     try:
