@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-reliability: $(STAMP)
-	TWOTIER_KILLS=20 $(PY) -m pytest -q -m reliability
+	TWOTIER_KILLS=20 TWOTIER_LOCK_S=60 $(PY) -m pytest -q -m reliability
 
 bench: $(STAMP)
 	@for tracker in trackio mlflow wandb; do $(PY) -m pip install -q $$tracker >/dev/null 2>&1 || echo "bench: cannot install $$tracker; its row will say skipped"; done

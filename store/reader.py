@@ -6,20 +6,36 @@ the writer nor starve WAL checkpoints.
 
 from __future__ import annotations
 
+import functools
 import json
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import JOIN, fn
+from peewee import JOIN, DatabaseError, fn
 
 from .db import Ledger, open_ledger
 from .errors import LedgerError
 from .records import Kind, ProbeResult, RunInfo, RunStatus, StepEvent
 
 STALE_AFTER_S = 30.0
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _damage_is_a_ledger_error(method: Method) -> Method:
+    """SQLite finds damage in a page only when it reads it, mid-query: say so in one line, naming the file."""
+
+    @functools.wraps(method)
+    def read(self: LedgerReader, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (DatabaseError, sqlite3.DatabaseError) as err:  # peewee wraps execute, not the row fetch
+            raise LedgerError(f"{self.path}: the ledger is damaged or unreadable: {err}") from err
+
+    return read  # type: ignore[return-value]
 
 EVENT_FIELDS = (
     "loss", "prompt_tokens", "golden_tokens", "batch_loss", "learning_rate", "grad_norm",
@@ -61,6 +77,7 @@ class LedgerReader:
     def path(self) -> Path:
         return self.ledger.path
 
+    @_damage_is_a_ledger_error
     def runs(self, status: RunStatus | None = None) -> list[RunInfo]:
         """Every run, newest first."""
         Run = self.ledger.tables.run
@@ -69,6 +86,7 @@ class LedgerReader:
             query = query.where(Run.status == status.value)
         return [_run_info(row) for row in query.dicts()]
 
+    @_damage_is_a_ledger_error
     def run(self, ref: str) -> RunInfo:
         """A run by id, unique id prefix, name, or `latest`."""
         Run = self.ledger.tables.run
@@ -88,6 +106,7 @@ class LedgerReader:
         names = ", ".join(row["id"] for row in rows[:5])
         raise LedgerError(f"{self.path}: '{ref}' matches {len(rows)} runs ({names}); give more of the id")
 
+    @_damage_is_a_ledger_error
     def events_after(
         self, run_id: str, after_id: int = 0, limit: int = 500, *, with_probes: bool = False
     ) -> list[StepEvent]:
@@ -99,16 +118,19 @@ class LedgerReader:
             return [self._attach_probes(event) for event in events]
         return events
 
+    @_damage_is_a_ledger_error
     def count_events(self, run_id: str) -> int:
         Event = self.ledger.tables.event
         return Event.select().where((Event.run == run_id) & ~Event.superseded).count()
 
+    @_damage_is_a_ledger_error
     def recent_events(self, run_id: str, count: int) -> list[StepEvent]:
         """The run's last `count` events, oldest first: where a viewer of a long run starts."""
         Event = self.ledger.tables.event
         query = self._event_query().where((Event.run == run_id) & ~Event.superseded)
         return [_event(row) for row in reversed(list(query.order_by(Event.id.desc()).limit(count).dicts()))]
 
+    @_damage_is_a_ledger_error
     def full_evals(self, run_id: str, last: int, before_id: int) -> list[StepEvent]:
         """The run's last `last` full evals with row id below `before_id`, oldest first."""
         Event = self.ledger.tables.event
@@ -117,6 +139,7 @@ class LedgerReader:
         )
         return [_event(row) for row in reversed(list(query.order_by(Event.id.desc()).limit(last).dicts()))]
 
+    @_damage_is_a_ledger_error
     def loss_history(self, run_id: str, points: int, before_id: int) -> LossHistory:
         """Batch and validation losses of events below `before_id`, averaged in SQL into at most `points`
         buckets of steps: a long run's curve in one indexed scan, without reading its events."""
@@ -152,13 +175,14 @@ class LedgerReader:
                 query = query.where(Event.run == run_id)
             if kind is not None:
                 query = query.where(Event.kind == kind.value)
-            rows = list(query.order_by(Event.id).limit(chunk).dicts())
+            rows = self._rows(query.order_by(Event.id).limit(chunk))
             if not rows:
                 return
             for row in rows:
                 yield _event(row)
             after = rows[-1]["id"]
 
+    @_damage_is_a_ledger_error
     def probes(self, event_id: int) -> tuple[ProbeResult, ...]:
         """The probe set's answers at one full eval."""
         tables = self.ledger.tables
@@ -186,6 +210,10 @@ class LedgerReader:
         if not event.is_full or event.id is None:
             return event
         return replace(event, probes=self.probes(event.id))
+
+    @_damage_is_a_ledger_error
+    def _rows(self, query: Any) -> list[dict[str, Any]]:
+        return list(query.dicts())
 
     def _event_query(self) -> Any:
         tables = self.ledger.tables

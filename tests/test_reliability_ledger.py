@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -12,7 +13,7 @@ from reliability_helpers import PYTHON, REPO, event, hold_write_lock, integrity,
 
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger
-from twotier.store.db import filesystem_type, is_network_filesystem
+from twotier.store.db import BUSY_TIMEOUT_MS, filesystem_type, is_network_filesystem
 from twotier.store.models import SCHEMA_VERSION
 
 
@@ -61,16 +62,16 @@ def test_reader_holds_no_read_transaction_between_polls(ledger_path):
         assert Path(f"{ledger_path}-wal").stat().st_size == 0
 
 
-def test_training_goes_on_while_another_process_holds_the_lock_and_the_backlog_is_written(ledger_path, caplog):
-    ledger = new_run(ledger_path, busy_timeout_ms=200)
+def write_through_a_held_lock(ledger_path, caplog, seconds: float, busy_timeout_ms: int) -> None:
+    ledger = new_run(ledger_path, busy_timeout_ms=busy_timeout_ms)
     writer = LedgerWriter(ledger, "run-1", flush_interval=0.05)
     writer.submit(event("run-1", 1))
-    holder = hold_write_lock(ledger_path, seconds=2)
+    holder = hold_write_lock(ledger_path, seconds=seconds)
     with caplog.at_level(logging.WARNING, logger="twotier.ledger"):
         for step in range(2, 302):
             writer.submit(event("run-1", step))
         assert holder.poll() is None  # every submit returned while the lock was still held
-        holder.wait(30)
+        holder.wait(seconds + 30)
         writer.close(RunStatus.FINISHED)
     with LedgerReader(ledger_path) as reader:
         assert [e.step for e in reader.iter_events("run-1")] == list(range(1, 302))
@@ -78,6 +79,17 @@ def test_training_goes_on_while_another_process_holds_the_lock_and_the_backlog_i
     locked = [r.getMessage() for r in caplog.records if "is locked by another process" in r.getMessage()]
     released = [r.getMessage() for r in caplog.records if "the lock went after" in r.getMessage()]
     assert len(locked) == 1 and len(released) == 1
+
+
+def test_training_goes_on_while_another_process_holds_the_lock_and_the_backlog_is_written(ledger_path, caplog):
+    write_through_a_held_lock(ledger_path, caplog, seconds=2, busy_timeout_ms=200)
+
+
+@pytest.mark.reliability
+def test_a_long_lock_past_the_busy_timeout_loses_nothing(ledger_path, caplog):
+    """60 s under `make test-reliability` (TWOTIER_LOCK_S), 8 s in `make test`; the default busy timeout."""
+    write_through_a_held_lock(ledger_path, caplog, seconds=float(os.environ.get("TWOTIER_LOCK_S", "8")),
+                              busy_timeout_ms=BUSY_TIMEOUT_MS)  # fmt: skip
 
 
 def test_a_full_disk_stops_the_writer_with_no_partial_event_and_the_run_marked_failed(ledger_path):
@@ -231,3 +243,23 @@ def test_backup_is_a_consistent_copy_taken_while_a_writer_writes(ledger_path, tm
     assert steps == list(range(1, len(steps) + 1))
     with pytest.raises(LedgerError, match="will not overwrite"):
         backup_ledger(ledger_path, copy)
+
+
+def test_damage_in_a_data_page_is_one_ledger_error_when_read(ledger_path):
+    ledger = new_run(ledger_path)
+    writer = LedgerWriter(ledger, "run-1")
+    for step in range(1, 2001):
+        writer.submit(event("run-1", step, prompt=f"reverse {step}=" * 20))
+    writer.close(RunStatus.FINISHED)
+    ledger.close()
+    with sqlite3.connect(ledger_path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    with ledger_path.open("r+b") as handle:
+        for page in range(pages // 2, pages - 1):  # the later half: the event table's pages, not page 1
+            handle.seek(page * page_size)
+            handle.write(b"\xff" * page_size)
+    with pytest.raises(LedgerError, match="the ledger is damaged or unreadable"):
+        with LedgerReader(ledger_path) as reader:
+            list(reader.iter_events("run-1"))
