@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from peewee import DatabaseError, OperationalError
@@ -28,6 +29,7 @@ log = logging.getLogger("twotier.ledger")
 FLUSH_INTERVAL_S = 0.25
 HEARTBEAT_S = 5.0
 MAX_BATCH = 500
+RESERVE_BYTES = 128 * 1024
 # About 30 columns an event: 100 rows stay well under SQLite's limit on bound variables.
 ROWS_PER_INSERT = 100
 
@@ -99,6 +101,7 @@ class LedgerWriter:
         self._failure: str | None = None
         self._locked_since: float | None = None
         self._closing = threading.Event()
+        self._reserve = _hold_reserve(ledger.path.with_name(f"{ledger.path.name}.{run_id}.reserve"))
         self._thread.start()
 
     def submit(self, event: StepEvent) -> None:
@@ -127,6 +130,7 @@ class LedgerWriter:
         try:
             self._write_until_final()
         finally:
+            self._release_reserve()
             self._ledger.db.close()  # this thread's connection: its last checkpoint, its file handles
 
     def _write_until_final(self) -> None:
@@ -183,13 +187,22 @@ class LedgerWriter:
         self._failure = f"{type(err).__name__}: {err}"
         self._texts.forget()
         log.error("ledger %s: cannot write the run's events (%s); the run stops", self._ledger.path, self._failure)
+        self._release_reserve()  # on a full disk, the room to record why
         Run = self._ledger.tables.run
         try:
-            with self._ledger.db.atomic():
-                Run.update(status=RunStatus.FAILED.value, error=f"ledger write failed: {self._failure}",
-                           ended_at=time.time()).where(Run.id == self._run_id).execute()  # fmt: skip
+            try:
+                with self._ledger.db.atomic():
+                    Run.update(status=RunStatus.FAILED.value, error=f"ledger write failed: {self._failure}",
+                               ended_at=time.time()).where(Run.id == self._run_id).execute()  # fmt: skip
+            except DatabaseError as err:
+                raise _first_error(err) from None
         except DatabaseError as second:
             log.error("ledger %s: could not even mark the run failed: %s", self._ledger.path, second)
+
+    def _release_reserve(self) -> None:
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None
 
     def _drain(self, pending: _Pending) -> bool:
         """Take what is queued, up to one batch; True when more is waiting. A later status replaces an
@@ -243,6 +256,17 @@ class LedgerWriter:
     def _insert_rows(self, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), ROWS_PER_INSERT):
             self._ledger.tables.event.insert_many(rows[start : start + ROWS_PER_INSERT]).execute()
+
+
+def _hold_reserve(path: Path) -> Path | None:
+    """Space taken beside the ledger while a run writes: freed when the disk fills up, it leaves room
+    to record that the run failed and why. None where even that cannot be had."""
+    try:
+        path.write_bytes(bytes(RESERVE_BYTES))
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+    return path
 
 
 def _probe_rows(event: StepEvent, event_id: int, text_id: Any) -> list[dict[str, Any]]:
