@@ -7,7 +7,6 @@ the ledger and setting the run's final status. Everything it reports crosses `ev
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import socket
@@ -185,9 +184,9 @@ class TrainingRun:
     def _publish(self, writer: LedgerWriter, event: StepEvent) -> None:
         writer.submit(event)
         self.events.put(event)
-        bad = next((v for v in (event.loss, event.batch_loss) if v is not None and not math.isfinite(v)), None)
+        bad = event.first_nonfinite(("loss", "batch_loss"))
         if bad is not None and self._nonfinite is None:
-            self._nonfinite = f"the loss became {bad} at step {event.step} on example {event.prompt[:80]!r}"
+            self._nonfinite = f"the loss became {bad[1]} at step {event.step} on example {event.prompt[:80]!r}"
             if not self.config.stop_on_nan:
                 log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
 

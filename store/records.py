@@ -78,6 +78,14 @@ class StepEvent:
     def is_full(self) -> bool:
         return self.kind is Kind.FULL
 
+    def first_nonfinite(self, fields: tuple[str, ...]) -> tuple[str, float] | None:
+        """The first of `fields` holding NaN or infinity, with its value; None when all are finite or absent."""
+        for name in fields:
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                return name, value
+        return None
+
     @property
     def loss_is_finite(self) -> bool:
         return self.loss is not None and math.isfinite(self.loss)

@@ -11,15 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
-sys.path.insert(0, str(REPO))
-
-from twotier.store import Kind, Ledger, LedgerWriter, RunInfo, RunStatus, StepEvent, create_run, open_ledger  # noqa: E402
+from twotier.store import Kind, Ledger, LedgerWriter, RunInfo, RunStatus, StepEvent, create_run, open_ledger
 
 
 def event(run_id: str, step: int, *, prompt: str | None = None, golden: str = "cba", kind: Kind = Kind.FAST,
@@ -102,3 +104,15 @@ def _write_forever(path: Path, run_id: str) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["write"]:
     _write_forever(Path(sys.argv[2]), sys.argv[3])
+
+
+@contextmanager
+def mounted_tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` at `point` for the test's length; skips where mounting needs root."""
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
-from reliability_helpers import train_tiny
+from reliability_helpers import mounted_tmpfs, train_tiny
 
 from twotier.store import LedgerReader, RunStatus
 
@@ -15,14 +14,8 @@ from twotier.store import LedgerReader, RunStatus
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A real 320 KiB tmpfs: room for the ledger's schema and a few hundred events; needs root."""
-    point = tmp_path / "small"
-    point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(point)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with mounted_tmpfs(tmp_path / "small", "320k") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def test_a_full_disk_stops_training_as_failed_and_keeps_the_ledger_intact(tmp_path, small_disk):

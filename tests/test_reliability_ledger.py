@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from reliability_helpers import PYTHON, REPO, event, hold_write_lock, integrity, new_run
+from reliability_helpers import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
 
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger
@@ -210,14 +210,8 @@ def test_a_ledger_on_a_network_filesystem_falls_back_to_a_rollback_journal_and_s
 @pytest.fixture
 def readonly_mount(tmp_path: Path):
     """A real read-only filesystem (a tmpfs remounted read-only); needs root."""
-    point = tmp_path / "ro"
-    point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(point)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "4m") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
 
 
 def test_a_ledger_in_a_read_only_place_is_readable_but_training_refuses_it(readonly_mount):

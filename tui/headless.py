@@ -74,8 +74,8 @@ class _Summary:
         if event.is_full:
             self.last_full = event
         if self.first_nan is None:
-            nan = next((name for name in NAN_FIELDS if _is_nan(getattr(event, name))), None)
-            self.first_nan = None if nan is None else (event.step, nan, getattr(event, nan))
+            bad = event.first_nonfinite(NAN_FIELDS)
+            self.first_nan = None if bad is None else (event.step, *bad)
 
     def line(self, status: RunStatus, run_id: str | None, ledger: str) -> str:
         parts = [f"run {run_id} {status.value} at step {self.last_step}",
@@ -149,6 +149,3 @@ def _report_verdict(thresholds: Thresholds, summary: _Summary, report: TextIO) -
     report.write("✔ verdict: pass: " + "; ".join(text for _, text in checks) + "\n")
     return 0
 
-
-def _is_nan(value: float | None) -> bool:
-    return value is not None and not math.isfinite(value)

@@ -21,6 +21,7 @@ from ..store import query
 from ..store.backup import backup_ledger
 from ..store.export import (
     EVENT_COLUMNS,
+    FORMATS,
     PROBE_COLUMNS,
     event_records,
     probe_records,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = add("export", _export, "events, full evals or probe answers as JSONL, CSV or Parquet",
                  "Write one record per event (or per full eval, or per probe answer) for one run or all runs.")  # fmt: skip
     export.add_argument("--run", metavar="ID", help=f"only this run ({RUN_HELP}); default: all runs")
-    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl", help="default: jsonl")
+    export.add_argument("--format", choices=FORMATS, default="jsonl", help="default: jsonl")
     export.add_argument("--what", choices=("events", "evals", "probes"), default="events",
                         help="events: every fast log and full eval (default); evals: full evals only; "
                              "probes: one row per probe example per full eval")  # fmt: skip
