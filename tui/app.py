@@ -7,6 +7,7 @@ started, paused, stopped and waited for.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -169,6 +170,10 @@ class TwoTierApp(App[int]):
         else:
             header.set_note(f"training {message.status.value}; q quits")
         self.refresh_bindings()
+        if self._hung_up:
+            # The run is stopped, checkpointed and flushed; with the terminal gone, Textual's shutdown
+            # can block or spin on the dead tty, so leave at once.
+            os._exit(HANGUP_EXIT)
         if self._quit_when_ended:
             self.exit(self.exit_status, return_code=self.exit_status)
 
