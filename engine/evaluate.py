@@ -26,8 +26,8 @@ class EvalResult:
     example_answer: Answer
     val_loss: float
     probes: tuple[ProbeResult, ...]
-    heldout_accuracy: float | None
-    heldout_token_accuracy: float | None
+    probe_accuracy: float | None
+    probe_token_accuracy: float | None
     seconds: float
 
 

@@ -35,8 +35,7 @@ def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | 
     if run.status.is_live and not run.is_stale(time.time(), STALE_AFTER_S):
         raise TwoTierError(f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first",
                            exit_code=2)  # fmt: skip
-    recorded = {key: value for key, value in run.config.items() if key not in ("host", "pid")}
-    config = load_config(None, {**recorded, "ledger": str(ledger), **(overrides or {})})
+    config = load_config(None, {**run.config, "ledger": str(ledger), **(overrides or {})})
     found = last_complete_checkpoint(Path(config.output_dir) / run.id)
     if found is None:
         raise TwoTierError(f"run {run.id} has no complete checkpoint under {Path(config.output_dir) / run.id}",

@@ -162,8 +162,8 @@ class TrainingRun:
             create_run(ledger, RunInfo(
                 id=self.run_id, name=config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 status=RunStatus.RUNNING, model=config.model, dataset=splits.dataset_name,
-                config={**config.to_dict(), "host": socket.gethostname(), "pid": os.getpid()}, started_at=now, heartbeat_at=now,
-                max_steps=config.max_steps,
+                config=config.to_dict(), started_at=now, heartbeat_at=now, max_steps=config.max_steps,
+                host=socket.gethostname(), pid=os.getpid(),
             ))  # fmt: skip
         writer = self._writer = LedgerWriter(ledger, self.run_id)
         tap = LossTap()

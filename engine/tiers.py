@@ -165,7 +165,7 @@ class TwoTierCallback(TrainerCallback):
             event, model_output=result.example_answer.text, output_tokens=result.example_answer.tokens,
             match=answers_match(result.example_answer.text, golden), train_loss_mean=train_mean,
             val_loss=result.val_loss, gap=gap, gap_ok=None if gap is None else gap <= self.settings.gap_threshold,
-            heldout_accuracy=result.heldout_accuracy, heldout_token_accuracy=result.heldout_token_accuracy,
+            probe_accuracy=result.probe_accuracy, probe_token_accuracy=result.probe_token_accuracy,
             eval_seconds=result.seconds, probes=result.probes,
         )  # fmt: skip
 

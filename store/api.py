@@ -15,16 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TwoTierError
-from .export import EVENT_COLUMNS, PROBE_COLUMNS, event_records, probe_records
-from .query import run_summaries
+from .export import EVENT_COLUMNS, PROBE_COLUMNS, event_record, event_records, probe_records
+from .query import RUN_COLUMNS, run_summaries
 from .reader import LedgerReader
-from .records import Kind
-
-RUN_COLUMNS = (
-    "run_id", "name", "status", "model", "dataset", "steps", "max_steps", "started_at", "ended_at",
-    "duration_s", "final_train_loss", "final_val_loss", "final_probe_accuracy", "error", "config",
-)  # fmt: skip
-
 
 class Records(list):  # type: ignore[type-arg]
     """A list of dicts that all have `columns` as keys, convertible to a DataFrame or a Dataset."""
@@ -72,7 +65,8 @@ class LedgerRecords:
         return Records(list(event_records(self.reader, self._run_id(run))), EVENT_COLUMNS)
 
     def full_evals(self, run: str | None = None) -> Records:
-        return Records(list(event_records(self.reader, self._run_id(run), Kind.FULL)), EVENT_COLUMNS)
+        evals = self.reader.full_evals(self._run_id(run))
+        return Records([event_record(event) for event in evals], EVENT_COLUMNS)
 
     def probes(self, run: str | None = None) -> Records:
         """One record per probe example per full eval."""

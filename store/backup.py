@@ -10,7 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .db import BUSY_TIMEOUT_MS, open_ledger
+from .db import Ledger, open_ledger
 from .errors import LedgerError
 
 PAGES_PER_STEP = 256
@@ -23,7 +23,15 @@ def backup_ledger(source: str | Path, destination: str | Path, *, pages_per_step
     a failed or interrupted backup leaves no half-written file under the destination's name.
     """
     source, destination = Path(source), Path(destination)
-    open_ledger(source, readonly=True).close()  # refuses anything that is not a readable twotier ledger
+    ledger = open_ledger(source, readonly=True)  # refuses anything that is not a readable twotier ledger
+    try:
+        return _copy(ledger, destination, pages_per_step)
+    finally:
+        ledger.close()
+
+
+def _copy(ledger: Ledger, destination: Path, pages_per_step: int) -> int:
+    source = ledger.path
     if destination.exists():
         raise LedgerError(f"{destination}: already exists; the backup will not overwrite it")
     if destination.resolve() == source.resolve():
@@ -31,15 +39,13 @@ def backup_ledger(source: str | Path, destination: str | Path, *, pages_per_step
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
-        reader = sqlite3.connect(f"file:{source.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         target = sqlite3.connect(partial)
         try:
-            reader.backup(target, pages=pages_per_step)
+            ledger.db.connection().backup(target, pages=pages_per_step)
             target.execute("PRAGMA journal_mode = DELETE")  # a lone file: no -wal to carry along
             verdict = target.execute("PRAGMA integrity_check").fetchone()[0]
         finally:
             target.close()
-            reader.close()
         if verdict != "ok":
             raise LedgerError(f"{source}: the backup does not pass SQLite's integrity check: {verdict}")
         os.replace(partial, destination)

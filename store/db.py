@@ -11,8 +11,8 @@ from pathlib import Path
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from .errors import LedgerError
-from .migrations import MIGRATIONS
-from .models import SCHEMA_VERSION, Tables, bind_tables
+from .migrations import MIGRATIONS, add_missing_columns
+from .schema import SCHEMA_VERSION, Tables, bind_tables
 
 log = logging.getLogger("twotier.ledger")
 
@@ -59,13 +59,13 @@ def open_ledger(
         raise LedgerError(f"{path!r}: not a usable ledger path: {err}") from err
     tables = bind_tables(db)
     # Look before the connection's pragmas touch anything: switching to WAL rewrites the header.
-    version = _check_contents(path, db.database, {model._meta.table_name for model in tables.all}, readonly)
-    if readonly and 0 < version < SCHEMA_VERSION:
+    version, complete = _check_contents(path, db.database, tables, readonly)
+    if readonly and not complete:
         # A viewer of an older ledger upgrades it once, as a writer would, then reads as usual.
         open_ledger(path, busy_timeout_ms=busy_timeout_ms, mounts=mounts).close()
     try:
         db.connect(reuse_if_open=True)
-        if not readonly and version < SCHEMA_VERSION:
+        if not readonly and (version < SCHEMA_VERSION or not complete):
             _upgrade_schema(db, tables)
     except (DatabaseError, OperationalError, sqlite3.DatabaseError) as err:
         db.close()
@@ -73,12 +73,14 @@ def open_ledger(
     return Ledger(path=path, db=db, tables=tables, readonly=readonly)
 
 
-def _check_contents(path: Path, database: str, ours: set[str], readonly: bool) -> int:
-    """The ledger's schema version, after refusing newer, foreign or damaged files; 0 for a new file."""
+def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -> tuple[int, bool]:
+    """The ledger's schema version and whether it has every column the records declare, after refusing
+    newer, foreign or damaged files; (0, False) for a new file."""
     if not path.exists() or path.stat().st_size == 0:
         if readonly:
             raise LedgerError(f"{path}: not a twotier ledger (it is empty)")
-        return 0
+        return 0, False
+    ours = {model._meta.table_name: {f.column_name for f in model._meta.sorted_fields} for model in tables.models}
     uri = database if readonly else f"file:{path.resolve()}?mode=ro"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -86,6 +88,10 @@ def _check_contents(path: Path, database: str, ours: set[str], readonly: bool) -
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             # Reading the schema parses page 1: a damaged ledger fails here, at open, not mid-run.
             names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = any(
+                columns - {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                for table, columns in ours.items() if table in names
+            )  # fmt: skip
         finally:
             connection.close()
     except sqlite3.Error as err:
@@ -93,12 +99,12 @@ def _check_contents(path: Path, database: str, ours: set[str], readonly: bool) -
     if version > SCHEMA_VERSION:
         raise LedgerError(f"{path}: ledger schema version {version} is newer than this twotier understands "
                           f"({SCHEMA_VERSION}); upgrade twotier to read it")  # fmt: skip
-    if version == 0 and names - ours:
+    if version == 0 and names - set(ours):
         raise LedgerError(f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
                           "not a twotier ledger; twotier will not touch it")  # fmt: skip
-    if (readonly or version == SCHEMA_VERSION) and not ours <= names:
+    if (readonly or version == SCHEMA_VERSION) and not set(ours) <= names:
         raise LedgerError(f"{path}: not a twotier ledger (it has no twotier tables)")
-    return version
+    return version, version == SCHEMA_VERSION and not missing
 
 
 def filesystem_type(folder: Path, mounts: Path = MOUNTS) -> str | None:
@@ -182,11 +188,13 @@ def _upgrade_schema(db: SqliteDatabase, tables: Tables) -> None:
     with db.atomic():
         version = db.execute_sql("PRAGMA user_version").fetchone()[0]
         if version == 0:
-            db.create_tables(tables.all, safe=True)
+            db.create_tables(tables.models, safe=True)
         else:
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                log.info("migrating ledger %s to schema version %d", db.database, target)
-                MIGRATIONS[target](db)
+                if target in MIGRATIONS:
+                    log.info("migrating ledger %s to schema version %d", db.database, target)
+                    MIGRATIONS[target](db)
+            add_missing_columns(db, tables.models)
         if version < SCHEMA_VERSION:
             db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -11,15 +12,11 @@ from typing import Any, TextIO
 
 from .errors import LedgerError
 from .reader import LedgerReader
-from .records import Kind, StepEvent
+from .records import Kind, ProbeResult, StepEvent
 
-EVENT_COLUMNS = (
-    "run_id", "step", "kind", "prompt", "golden", "loss", "prompt_tokens", "golden_tokens",
-    "model_output", "output_tokens", "match", "train_loss_mean", "val_loss", "gap",
-    "heldout_accuracy", "heldout_token_accuracy", "eval_seconds", "eval_error", "batch_loss", "learning_rate",
-    "grad_norm", "tokens_per_s", "epoch", "wall_time", "elapsed_s",
-)  # fmt: skip
-PROBE_COLUMNS = ("run_id", "step", "probe_id", "prompt", "golden", "model_output", "match", "loss")
+# The records' own fields, in their order: a field added to a record is exported with no edit here.
+EVENT_COLUMNS = tuple(f.name for f in dataclasses.fields(StepEvent) if f.name != "probes")
+PROBE_COLUMNS = ("run_id", "step", *(f.name for f in dataclasses.fields(ProbeResult)))
 FORMATS = ("jsonl", "csv", "parquet")
 
 
@@ -38,16 +35,7 @@ def probe_records(reader: LedgerReader, run_id: str | None = None) -> Iterator[d
     for event in reader.iter_events(run_id, kind=Kind.FULL):
         assert event.id is not None
         for probe in reader.probes(event.id):
-            yield {
-                "run_id": event.run_id,
-                "step": event.step,
-                "probe_id": probe.probe_id,
-                "prompt": probe.prompt,
-                "golden": probe.golden,
-                "model_output": probe.model_output,
-                "match": probe.match,
-                "loss": probe.loss,
-            }
+            yield {"run_id": event.run_id, "step": event.step, **dataclasses.asdict(probe)}
 
 
 def write_records(

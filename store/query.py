@@ -15,14 +15,12 @@ from peewee import DatabaseError
 
 from .errors import LedgerError
 from .reader import LedgerReader
-from .records import Kind, RunInfo, StepEvent
+from .records import RunInfo, StepEvent
 
 # PRAGMAs that only describe the schema; every other statement but a read is refused.
 _SCHEMA_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 )
-# Recorded with the config but not settings: the writing process's id differs between any two runs.
-_NOT_SETTINGS = frozenset({"pid"})
 _READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
 
 
@@ -38,15 +36,18 @@ class RunSummary:
     final_probe_accuracy: float | None
 
     def record(self) -> dict[str, Any]:
-        """A flat dict for exports and notebooks."""
+        """A flat dict for exports and notebooks, keyed by RUN_COLUMNS."""
         run = self.run
-        return {
-            "run_id": run.id, "name": run.name, "status": self.status, "model": run.model,
-            "dataset": run.dataset, "steps": run.last_step, "max_steps": run.max_steps,
-            "started_at": run.started_at, "ended_at": run.ended_at, "duration_s": self.duration_s,
-            "final_train_loss": self.final_train_loss, "final_val_loss": self.final_val_loss,
-            "final_probe_accuracy": self.final_probe_accuracy, "error": run.error, "config": run.config,
-        }  # fmt: skip
+        values = (run.id, run.name, self.status, run.model, run.dataset, run.last_step, run.max_steps,
+                  run.started_at, run.ended_at, self.duration_s, self.final_train_loss, self.final_val_loss,
+                  self.final_probe_accuracy, run.error, run.config)  # fmt: skip
+        return dict(zip(RUN_COLUMNS, values, strict=True))
+
+
+RUN_COLUMNS = (
+    "run_id", "name", "status", "model", "dataset", "steps", "max_steps", "started_at", "ended_at",
+    "duration_s", "final_train_loss", "final_val_loss", "final_probe_accuracy", "error", "config",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,29 +101,21 @@ class SqlResult:
         return [dict(zip(self.columns, row)) for row in self.rows]
 
 
-def run_summaries(reader: LedgerReader, status: str | None = None) -> list[RunSummary]:
+def run_summaries(reader: LedgerReader, status: str | None = None, now: float | None = None) -> list[RunSummary]:
     """Every run, newest first; `status` filters on the shown status (so `stale` is a status too)."""
-    summaries = [summarize(reader, run) for run in reader.runs()]
+    summaries = [summarize(reader, run, now) for run in reader.runs()]
     return [s for s in summaries if status is None or s.status == status]
 
 
-def summarize(reader: LedgerReader, run: RunInfo) -> RunSummary:
-    Event = reader.ledger.tables.event
-    current = (Event.run == run.id) & ~Event.superseded  # a resumed run logged those steps again
-    last = Event.select(Event.batch_loss).where(current).order_by(Event.id.desc()).first()
-    full = (
-        Event.select(Event.val_loss, Event.heldout_accuracy)
-        .where(current & (Event.kind == Kind.FULL.value))
-        .order_by(Event.id.desc())
-        .first()
-    )
+def summarize(reader: LedgerReader, run: RunInfo, now: float | None = None) -> RunSummary:
+    last, full = reader.last_figures(run.id)
     return RunSummary(
         run=run,
-        status=reader.run_status(run),
+        status=reader.run_status(run, now),
         duration_s=(run.ended_at or run.heartbeat_at) - run.started_at,
         final_train_loss=None if last is None else last.batch_loss,
         final_val_loss=None if full is None else full.val_loss,
-        final_probe_accuracy=None if full is None else full.heldout_accuracy,
+        final_probe_accuracy=None if full is None else full.probe_accuracy,
     )
 
 
@@ -135,12 +128,8 @@ def curves(reader: LedgerReader, run: RunInfo) -> Curves:
         if event.is_full:
             eval_steps.append(event.step)
             val.append(_number(event.val_loss))
-            accuracy.append(_number(event.heldout_accuracy))
+            accuracy.append(_number(event.probe_accuracy))
     return Curves(run, steps, train, eval_steps, val, accuracy)
-
-
-def full_evals(reader: LedgerReader, run_id: str) -> list[StepEvent]:
-    return list(reader.iter_events(run_id, kind=Kind.FULL))
 
 
 def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
@@ -149,7 +138,7 @@ def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
     previous: dict[int, bool] = {}
     ever_matched: set[int] = set()
     last_seen: dict[int, ProbeChange] = {}
-    for event in full_evals(reader, run_id):
+    for event in reader.full_evals(run_id):
         assert event.id is not None
         for probe in reader.probes(event.id):
             change = ProbeChange(probe.probe_id, event.step, probe.prompt, probe.golden, probe.model_output)
@@ -168,10 +157,10 @@ def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
 
 def compare(reader: LedgerReader, refs: Sequence[str]) -> Comparison:
     runs = [reader.run(ref) for ref in refs]
-    evals = {run.id: {event.step: event for event in full_evals(reader, run.id)} for run in runs}
+    evals = {run.id: {event.step: event for event in reader.full_evals(run.id)} for run in runs}
     steps = sorted({step for by_step in evals.values() for step in by_step})
     missing = object()
-    keys = sorted({key for run in runs for key in run.config} - _NOT_SETTINGS)
+    keys = sorted({key for run in runs for key in run.config})
     diff = {}
     for key in keys:
         values = [run.config.get(key, missing) for run in runs]

@@ -1,13 +1,33 @@
-"""Plain records that cross the ledger boundary: what the engine writes and what readers get back."""
+"""The records that cross the ledger boundary, and the single declaration of what the ledger stores.
+
+`StepEvent`, `ProbeResult` and `RunInfo` are the schema: `store/schema.py` derives the tables, the
+writer's rows, the reader's columns and the export fields from their fields. Adding a field here (with
+a default) is the whole change: it gets a column, existing ledgers get it on open, and it is written,
+read and exported. The field's metadata says how it is stored when that is not a plain value.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+# How a field is stored, when not as a plain column of its own type (see store/schema.py).
+TEXT = {"store": "text"}  # stored once in the `text` table; the column holds its id
+JSON = {"store": "json"}  # a dict kept as JSON text
+KEY = {"store": "key"}  # the row id
+NOT_STORED = {"store": "none"}  # kept elsewhere (an event's probes are rows of their own)
+RUN = {"store": "run"}  # the run this row belongs to (a foreign key)
+
+
+def stored(how: dict[str, str] | None = None, **options: Any) -> dict[str, Any]:
+    """Field metadata: `how` (one of the constants above) plus options: `column` (the column's name when
+    it differs from the field's), `index` (index the column), `nan` (a NaN survives storage: SQLite turns
+    NaN into NULL, so a flag column `<name>_nonfinite` keeps "not finite" apart from "absent")."""
+    return {**(how or {}), **options}
 
 
 class Kind(str, Enum):
@@ -29,50 +49,51 @@ class RunStatus(str, Enum):
         return self in (RunStatus.RUNNING, RunStatus.PAUSED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProbeResult:
-    """One held-out probe example at one full eval."""
+    """One probe example's answer at one full eval."""
 
     probe_id: int
-    prompt: str
-    golden: str
-    model_output: str
+    prompt: str = field(metadata=stored(TEXT))
+    golden: str = field(metadata=stored(TEXT))
+    model_output: str = field(metadata=stored(TEXT, column="output"))
     match: bool
     loss: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepEvent:
-    """A fast log or a full eval. Fields a fast log does not have stay None."""
+    """A fast log or a full eval. The fields a fast log does not have stay None; the order is the export's."""
 
-    run_id: str
+    id: int | None = field(default=None, metadata=stored(KEY))
+    run_id: str = field(metadata=stored(RUN))
     step: int
     kind: Kind
-    wall_time: float
-    elapsed_s: float
-    prompt: str
-    golden: str
-    loss: float | None
+    prompt: str = field(metadata=stored(TEXT))
+    golden: str = field(metadata=stored(TEXT))
+    loss: float | None = field(metadata=stored(nan=True))  # this example's, from the step's own logits
     prompt_tokens: int
     golden_tokens: int
-    batch_loss: float | None = None
-    learning_rate: float | None = None
-    grad_norm: float | None = None
-    tokens_per_s: float | None = None
-    epoch: float | None = None
-    model_output: str | None = None
+    model_output: str | None = field(default=None, metadata=stored(TEXT, column="output"))
     output_tokens: int | None = None
     match: bool | None = None
     train_loss_mean: float | None = None
     val_loss: float | None = None
     gap: float | None = None
     gap_ok: bool | None = None
-    heldout_accuracy: float | None = None
-    heldout_token_accuracy: float | None = None
+    probe_accuracy: float | None = None
+    probe_token_accuracy: float | None = None
     eval_seconds: float | None = None
+    # A full eval that failed (say, out of memory in generation) keeps why; its results stay None.
     eval_error: str | None = None
-    probes: tuple[ProbeResult, ...] = ()
-    id: int | None = None
+    batch_loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    epoch: float | None = None
+    wall_time: float
+    elapsed_s: float
+    probes: tuple[ProbeResult, ...] = field(default=(), metadata=stored(NOT_STORED))
 
     @property
     def is_full(self) -> bool:
@@ -91,22 +112,25 @@ class StepEvent:
         return self.loss is not None and math.isfinite(self.loss)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunInfo:
     """One run as the ledger knows it."""
 
-    id: str
-    name: str
-    status: RunStatus
+    id: str = field(metadata=stored(KEY))
+    name: str = field(metadata=stored(index=True))
+    status: RunStatus = field(metadata=stored(index=True))
     model: str
     dataset: str
-    config: dict[str, Any]
+    config: dict[str, Any] = field(metadata=stored(JSON, column="config_json"))
     started_at: float
     heartbeat_at: float
     ended_at: float | None = None
     max_steps: int | None = None
     last_step: int = 0
     error: str | None = None
+    # The process writing the run, so a viewer on the same host knows at once when it died.
+    host: str | None = None
+    pid: int | None = None
 
     def is_stale(self, now: float, after_s: float) -> bool:
         """A live run whose process is gone: its writer has not beaten for `after_s` seconds, or it ran
@@ -116,11 +140,10 @@ class RunInfo:
         return now - self.heartbeat_at > after_s or self._process_gone()
 
     def _process_gone(self) -> bool:
-        pid, host = self.config.get("pid"), self.config.get("host")
-        if not isinstance(pid, int) or host != socket.gethostname():
+        if self.pid is None or self.host != socket.gethostname():
             return False
         try:
-            os.kill(pid, 0)
+            os.kill(self.pid, 0)
         except ProcessLookupError:
             return True
         except PermissionError:  # alive, under another user

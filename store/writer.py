@@ -7,10 +7,10 @@ and sets the run's final status only after everything queued before it is on dis
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,31 +49,19 @@ class _Pending:
 
 def create_run(ledger: Ledger, run: RunInfo) -> None:
     """Record a new run; raises LedgerError when the ledger cannot be written (e.g. read-only)."""
-    Run = ledger.tables.run
+    table = ledger.tables.run
     try:
         with ledger.db.atomic():
-            Run.insert(
-                id=run.id,
-                name=run.name,
-                status=run.status.value,
-                model=run.model,
-                dataset=run.dataset,
-                config_json=json.dumps(run.config, sort_keys=True, default=str),
-                started_at=run.started_at,
-                heartbeat_at=run.heartbeat_at,
-                max_steps=run.max_steps,
-            ).execute()
+            table.model.insert(**table.row(run)).execute()
     except DatabaseError as err:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
 
 
 def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
-    """Mark a run running again from `from_step`; its later events are superseded (kept, not deleted).
-
-    Returns how many events were superseded: the resumed run logs those steps again.
+    """Mark a run running again from `from_step`, written by this process; its later events are superseded
+    (kept, not deleted). Returns how many events were superseded: the resumed run logs those steps again.
     """
-    tables = ledger.tables
-    Event, Run = tables.event, tables.run
+    Event, Run = ledger.tables.event.model, ledger.tables.run.model
     try:
         with ledger.db.atomic():
             superseded = (
@@ -82,7 +70,7 @@ def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
                 .execute()
             )
             Run.update(status=RunStatus.RUNNING.value, ended_at=None, error=None, heartbeat_at=time.time(),
-                       last_step=from_step).where(Run.id == run_id).execute()  # fmt: skip
+                       last_step=from_step, host=socket.gethostname(), pid=os.getpid()).where(Run.id == run_id).execute()  # fmt: skip
     except OperationalError as err:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
     return superseded
@@ -188,7 +176,7 @@ class LedgerWriter:
         self._texts.forget()
         log.error("ledger %s: cannot write the run's events (%s); the run stops", self._ledger.path, self._failure)
         self._release_reserve()  # on a full disk, the room to record why
-        Run = self._ledger.tables.run
+        Run = self._ledger.tables.run.model
         try:
             try:
                 with self._ledger.db.atomic():
@@ -219,23 +207,24 @@ class LedgerWriter:
         return True
 
     def _write(self, pending: _Pending, now: float) -> None:
-        tables = self._ledger.tables
+        Run = self._ledger.tables.run.model
         with self._ledger.db.atomic():
             if pending.events:
                 self._insert_events(pending.events)
-            update: dict[Any, Any] = {tables.run.heartbeat_at: now}
+            update: dict[Any, Any] = {Run.heartbeat_at: now}
             if pending.events:
-                update[tables.run.last_step] = max(event.step for event in pending.events)
+                update[Run.last_step] = max(event.step for event in pending.events)
             if pending.status is not None:
-                update[tables.run.status] = pending.status.status.value
+                update[Run.status] = pending.status.status.value
                 if pending.status.final:
-                    update[tables.run.ended_at] = now
-                    update[tables.run.error] = pending.status.error
-            tables.run.update(update).where(tables.run.id == self._run_id).execute()
+                    update[Run.ended_at] = now
+                    update[Run.error] = pending.status.error
+            Run.update(update).where(Run.id == self._run_id).execute()
 
     def _insert_events(self, events: list[StepEvent]) -> None:
         tables = self._ledger.tables
-        texts = {storable(text) for event in events for text in _texts_of(event)}
+        texts = {storable(text) for event in events for text in tables.event.texts(event)}
+        texts.update(storable(text) for event in events for probe in event.probes for text in tables.probe.texts(probe))
         ids = self._texts.ids(texts)
 
         def text_id(text: str) -> int:
@@ -244,18 +233,20 @@ class LedgerWriter:
         plain: list[dict[str, Any]] = []
         for event in events:
             if not event.probes:
-                plain.append(_event_row(event, text_id))
+                plain.append(tables.event.row(event, text_id))
                 continue
             # Rows keep the events' order (readers tail by id): flush the fast logs before a full eval.
             self._insert_rows(plain)
             plain = []
-            row_id = tables.event.insert(**_event_row(event, text_id)).execute()
-            tables.probe.insert_many(_probe_rows(event, row_id, text_id)).execute()
+            row_id = tables.event.model.insert(**tables.event.row(event, text_id)).execute()
+            probe_rows = [tables.probe.row(probe, text_id, event=row_id, run=event.run_id, step=event.step)
+                          for probe in event.probes]  # fmt: skip
+            tables.probe.model.insert_many(probe_rows).execute()
         self._insert_rows(plain)
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), ROWS_PER_INSERT):
-            self._ledger.tables.event.insert_many(rows[start : start + ROWS_PER_INSERT]).execute()
+            self._ledger.tables.event.model.insert_many(rows[start : start + ROWS_PER_INSERT]).execute()
 
 
 def _hold_reserve(path: Path) -> Path | None:
@@ -267,23 +258,6 @@ def _hold_reserve(path: Path) -> Path | None:
         path.unlink(missing_ok=True)
         return None
     return path
-
-
-def _probe_rows(event: StepEvent, event_id: int, text_id: Any) -> list[dict[str, Any]]:
-    return [
-        {
-            "event": event_id,
-            "run": event.run_id,
-            "step": event.step,
-            "probe_id": probe.probe_id,
-            "prompt": text_id(probe.prompt),
-            "golden": text_id(probe.golden),
-            "output": text_id(probe.model_output),
-            "match": probe.match,
-            "loss": _finite_or_none(probe.loss),
-        }
-        for probe in event.probes
-    ]
 
 
 def _first_error(err: DatabaseError) -> DatabaseError:
@@ -298,48 +272,3 @@ def _first_error(err: DatabaseError) -> DatabaseError:
 def _is_busy(err: OperationalError) -> bool:
     message = str(err).lower()
     return "locked" in message or "busy" in message
-
-
-def _texts_of(event: StepEvent) -> list[str]:
-    texts = [event.prompt, event.golden]
-    if event.model_output is not None:
-        texts.append(event.model_output)
-    for probe in event.probes:
-        texts.extend((probe.prompt, probe.golden, probe.model_output))
-    return texts
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _event_row(event: StepEvent, text_id: Any) -> dict[str, Any]:
-    return {
-        "run": event.run_id,
-        "step": event.step,
-        "kind": event.kind.value,
-        "wall_time": event.wall_time,
-        "elapsed_s": event.elapsed_s,
-        "prompt": text_id(event.prompt),
-        "golden": text_id(event.golden),
-        "loss": _finite_or_none(event.loss),
-        "loss_nonfinite": event.loss is not None and not math.isfinite(event.loss),
-        "prompt_tokens": event.prompt_tokens,
-        "golden_tokens": event.golden_tokens,
-        "batch_loss": _finite_or_none(event.batch_loss),
-        "learning_rate": event.learning_rate,
-        "grad_norm": _finite_or_none(event.grad_norm),
-        "tokens_per_s": event.tokens_per_s,
-        "epoch": event.epoch,
-        "output": None if event.model_output is None else text_id(event.model_output),
-        "output_tokens": event.output_tokens,
-        "match": event.match,
-        "train_loss_mean": _finite_or_none(event.train_loss_mean),
-        "val_loss": _finite_or_none(event.val_loss),
-        "gap": _finite_or_none(event.gap),
-        "gap_ok": event.gap_ok,
-        "heldout_accuracy": event.heldout_accuracy,
-        "heldout_token_accuracy": event.heldout_token_accuracy,
-        "eval_seconds": event.eval_seconds,
-        "eval_error": event.eval_error,
-    }

@@ -42,15 +42,16 @@ def full(step: int, output: str, match: bool, prompt: str | None = None, golden:
          run_id: str = RUN_ID) -> StepEvent:  # fmt: skip
     base = fast(step, prompt, golden, run_id)
     probes = tuple(
-        ProbeResult(i, f"reverse {w}", w[::-1], w[::-1] if (i + step // 20) % 2 else w, bool((i + step // 20) % 2), 0.5)
+        ProbeResult(probe_id=i, prompt=f"reverse {w}", golden=w[::-1], model_output=w[::-1] if (i + step // 20) % 2 else w,
+                    match=bool((i + step // 20) % 2), loss=0.5)
         for i, w in enumerate(PROBE_WORDS)
     )  # fmt: skip
     return StepEvent(
         **{**base.__dict__, "kind": Kind.FULL, "probes": probes, "model_output": output,
            "output_tokens": len(output) + 1, "match": match, "train_loss_mean": 3.3 / math.sqrt(step),
            "val_loss": 3.6 / math.sqrt(step), "gap": 0.3 / math.sqrt(step), "gap_ok": step > 20,
-           "heldout_accuracy": sum(p.match for p in probes) / len(probes),
-           "heldout_token_accuracy": 0.75, "eval_seconds": 1.25},
+           "probe_accuracy": sum(p.match for p in probes) / len(probes),
+           "probe_token_accuracy": 0.75, "eval_seconds": 1.25},
     )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ def ledger(short_run):
 
 def test_runs_are_records_with_the_final_figures(ledger, short_run):
     (record,) = ledger.runs()
-    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, heldout_accuracy FROM event WHERE kind = 'full' "
+    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE kind = 'full' "
                               "ORDER BY id DESC LIMIT 1")[0]  # fmt: skip
     assert (record["run_id"], record["status"], record["steps"]) == (short_run.run_id, "finished", 40)
     assert (record["final_val_loss"], record["final_probe_accuracy"]) == (val_loss, accuracy)

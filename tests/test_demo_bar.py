@@ -16,4 +16,4 @@ def test_default_demo_cuts_the_loss_below_30_percent_and_generalises(tmp_path):
     first, last = run.events[0], run.events[-1]
     assert last.is_full and last.step == shipped["max_steps"]
     assert last.batch_loss < 0.3 * first.batch_loss
-    assert last.heldout_accuracy >= 0.8
+    assert last.probe_accuracy >= 0.8

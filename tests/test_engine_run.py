@@ -22,7 +22,7 @@ def test_only_full_evals_carry_validation_loss_and_model_output(short_run):
         assert (event.val_loss is not None) is full
         assert (event.model_output is not None) is full
         assert (event.match is not None) is full
-        assert (event.heldout_accuracy is not None) is full
+        assert (event.probe_accuracy is not None) is full
 
 
 def test_every_event_has_the_example_and_its_loss(short_run):
@@ -40,7 +40,7 @@ def test_full_eval_records_one_row_per_probe(short_run):
     assert [len(e.probes) for e in fulls] == [8, 8]
     assert [p.prompt for p in fulls[0].probes] == [p.prompt for p in fulls[1].probes]
     for event in fulls:
-        assert event.heldout_accuracy == sum(p.match for p in event.probes) / len(event.probes)
+        assert event.probe_accuracy == sum(p.match for p in event.probes) / len(event.probes)
 
 
 def test_gap_is_validation_loss_minus_training_mean_since_last_eval(short_run):

@@ -36,7 +36,7 @@ def test_runs_prints_one_line_per_run_with_its_final_figures(capsys, two_runs):
     for run in (two_runs.fast, two_runs.slow):
         (batch_loss,) = rows(two_runs.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1",
                              run.run_id)[0]  # fmt: skip
-        val_loss, accuracy = rows(two_runs.ledger, "SELECT val_loss, heldout_accuracy FROM event WHERE run_id = ? "
+        val_loss, accuracy = rows(two_runs.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE run_id = ? "
                                   "AND kind = 'full' ORDER BY id DESC LIMIT 1", run.run_id)[0]  # fmt: skip
         (line,) = [line for line in lines if line.startswith(run.run_id)]
         assert line.split()[2:5] == ["finished", "demo", "40/40"]
@@ -70,7 +70,7 @@ def test_show_draws_the_loss_curve_as_text_blocks_between_its_extremes(capsys, s
 
 
 def test_show_prints_the_full_eval_table_with_the_ledger_figures(capsys, short_run):
-    evals = rows(short_run.ledger, "SELECT step, train_loss_mean, val_loss, heldout_accuracy FROM event "
+    evals = rows(short_run.ledger, "SELECT step, train_loss_mean, val_loss, probe_accuracy FROM event "
                  "WHERE run_id = ? AND kind = 'full' ORDER BY step", short_run.run_id)  # fmt: skip
     lines = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1].splitlines()
     start = lines.index("full evals (2)") + 2
@@ -111,7 +111,7 @@ def test_export_writes_one_json_record_per_event_with_the_issue_fields(capsys, t
     expected = rows(two_runs.ledger, "SELECT step, kind, loss FROM event WHERE run_id = ? ORDER BY id", two_runs.slow.run_id)
     assert [(r["step"], r["kind"], r["loss"]) for r in records] == expected
     assert {"run_id", "step", "kind", "prompt", "golden", "loss", "prompt_tokens", "golden_tokens", "model_output",
-            "output_tokens", "match", "train_loss_mean", "val_loss", "gap", "heldout_accuracy",
+            "output_tokens", "match", "train_loss_mean", "val_loss", "gap", "probe_accuracy",
             "eval_seconds"} <= set(records[0])  # fmt: skip
 
 

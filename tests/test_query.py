@@ -73,7 +73,7 @@ def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> P
             for probe, pattern in ((template.probes[pid], FLIP_PATTERN[pid]) for pid in FLIP_PATTERN)
         )
         accuracy = sum(p.match for p in probes) / len(probes)
-        writer.submit(replace(template, run_id=info.id, step=step, probes=probes, heldout_accuracy=accuracy, id=None))
+        writer.submit(replace(template, run_id=info.id, step=step, probes=probes, probe_accuracy=accuracy, id=None))
     writer.close(RunStatus.FINISHED)
     ledger.close()
     return ledger_path
@@ -82,7 +82,7 @@ def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> P
 def test_run_summary_takes_the_last_batch_loss_and_the_last_full_eval(short_run):
     (batch_loss,) = rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1",
                          short_run.run_id)[0]  # fmt: skip
-    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, heldout_accuracy FROM event WHERE run_id = ? "
+    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE run_id = ? "
                               "AND kind = 'full' ORDER BY step DESC LIMIT 1", short_run.run_id)[0]  # fmt: skip
     with LedgerReader(short_run.ledger) as reader:
         summary = query.summarize(reader, reader.run(short_run.run_id))
@@ -118,7 +118,7 @@ def test_run_summaries_filter_on_the_shown_status_so_a_silent_live_run_is_stale(
 
 def test_curves_hold_the_batch_loss_of_every_logged_step_and_each_full_eval(short_run):
     logged = rows(short_run.ledger, "SELECT step, batch_loss FROM event WHERE run_id = ? ORDER BY id", short_run.run_id)
-    evals = rows(short_run.ledger, "SELECT step, val_loss, heldout_accuracy FROM event WHERE run_id = ? "
+    evals = rows(short_run.ledger, "SELECT step, val_loss, probe_accuracy FROM event WHERE run_id = ? "
                  "AND kind = 'full' ORDER BY id", short_run.run_id)  # fmt: skip
     with LedgerReader(short_run.ledger) as reader:
         curves = query.curves(reader, reader.run(short_run.run_id))

@@ -14,7 +14,7 @@ from reliability_helpers import PYTHON, REPO, event, hold_write_lock, integrity,
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger
 from twotier.store.db import BUSY_TIMEOUT_MS, filesystem_type, is_network_filesystem
-from twotier.store.models import SCHEMA_VERSION
+from twotier.store.schema import SCHEMA_VERSION
 
 
 @pytest.fixture

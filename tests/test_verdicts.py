@@ -24,7 +24,7 @@ def failures(thresholds: Thresholds, last_full, first_nan=None) -> list[str]:
 
 
 def test_a_run_that_meets_every_threshold_passes(last_full):
-    thresholds = Thresholds(min_probe_accuracy=last_full.heldout_accuracy, max_val_loss=last_full.val_loss,
+    thresholds = Thresholds(min_probe_accuracy=last_full.probe_accuracy, max_val_loss=last_full.val_loss,
                             max_gap=last_full.gap, fail_on_nan=True)  # fmt: skip
     checks = thresholds.verdict(last_full, None)
     assert len(checks) == 4 and all(passed for passed, _ in checks)
@@ -35,9 +35,9 @@ def test_no_threshold_gives_no_verdict(last_full):
 
 
 def test_probe_accuracy_below_the_minimum_fails_with_the_figures(last_full):
-    assert failures(Thresholds(min_probe_accuracy=last_full.heldout_accuracy + 0.5), last_full) == [
-        f"probe accuracy {last_full.heldout_accuracy:.4f} at step 40 is below --min-probe-accuracy "
-        f"{last_full.heldout_accuracy + 0.5:g}"
+    assert failures(Thresholds(min_probe_accuracy=last_full.probe_accuracy + 0.5), last_full) == [
+        f"probe accuracy {last_full.probe_accuracy:.4f} at step 40 is below --min-probe-accuracy "
+        f"{last_full.probe_accuracy + 0.5:g}"
     ]
 
 

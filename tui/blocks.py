@@ -43,11 +43,11 @@ def event_block(event: StepEvent, limit: int = TEXT_LIMIT) -> list[str]:
             f"📊 Loss Comparison: Train={fmt_loss(event.train_loss_mean)} | Val={fmt_loss(event.val_loss)}"
             f" | Gap={fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip()
         )
-        if event.heldout_accuracy is not None:
+        if event.probe_accuracy is not None:
             matched = sum(p.match for p in event.probes)
-            token_accuracy = "-" if event.heldout_token_accuracy is None else f"{event.heldout_token_accuracy:.2f}"
+            token_accuracy = "-" if event.probe_token_accuracy is None else f"{event.probe_token_accuracy:.2f}"
             lines.append(
-                f"🎯 HELD-OUT: {matched}/{len(event.probes)} exact ({event.heldout_accuracy:.2f})"
+                f"🎯 HELD-OUT: {matched}/{len(event.probes)} exact ({event.probe_accuracy:.2f})"
                 f" | token accuracy {token_accuracy} | eval {event.eval_seconds or 0:.2f} s"
             )
     lines.append(stats_line(event))

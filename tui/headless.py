@@ -40,7 +40,7 @@ class Thresholds:
         elif self.fail_on_nan and first_nan is not None:
             step, name, value = first_nan
             checks.append((False, f"{name.replace('_', ' ')} is {value} at step {step} (--fail-on-nan)"))
-        limits = (("probe accuracy", "heldout_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
+        limits = (("probe accuracy", "probe_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
                   ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
                   ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip
         for name, field, flag, limit, is_max in limits:
@@ -82,8 +82,8 @@ class _Summary:
                  f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}"]  # fmt: skip
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
-            if self.last_full.heldout_accuracy is not None:
-                parts.append(f"held-out accuracy {self.last_full.heldout_accuracy:.2f}")
+            if self.last_full.probe_accuracy is not None:
+                parts.append(f"held-out accuracy {self.last_full.probe_accuracy:.2f}")
         parts.append(f"ledger {ledger}")
         return "✔ " + ", ".join(parts) if status is RunStatus.FINISHED else "✖ " + ", ".join(parts)
 

@@ -140,7 +140,7 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     lines += ["", "config"] + _indent(table(["key", "value"], [[key, _value(v)] for key, v in sorted(run.config.items())]))
     curves = query.curves(reader, run)
     lines += ["", "training loss (batch loss at each logged step)"] + _indent(chart(curves.steps, curves.train_loss))
-    evals = query.full_evals(reader, run.id)
+    evals = reader.full_evals(run.id)
     lines += ["", f"full evals ({len(evals)})"] + _indent(_eval_table(evals))
     history = query.probe_history(reader, run.id)
     for title, changes in (("probe examples that never matched (output at the last full eval)", history.never_matched),
@@ -160,7 +160,7 @@ def _compare(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int
     diff = [[key, *(_value(value) for value in values)] for key, values in result.config_diff.items()]
     lines += ["", f"config keys that differ: {len(diff)}"] + _indent(table(["key", *tags], diff) if diff else [])
     metrics: list[tuple[str, Callable[[Any], str]]] = [
-        ("val loss", lambda e: fmt_loss(e.val_loss)), ("probe acc", lambda e: _fraction(e.heldout_accuracy)),
+        ("val loss", lambda e: fmt_loss(e.val_loss)), ("probe acc", lambda e: _fraction(e.probe_accuracy)),
         ("gap", lambda e: fmt_gap(e.gap)), ("train mean", lambda e: fmt_loss(e.train_loss_mean)),
     ]  # fmt: skip
     headers = ["step"] + [f"{name} {tag}" for name, _ in metrics for tag in tags]
@@ -275,7 +275,7 @@ def _eval_table(evals: list[Any]) -> list[str]:
     rows = [
         [str(e.step), fmt_loss(e.train_loss_mean), fmt_loss(e.val_loss),
          fmt_gap(e.gap) + (" !" if e.gap_ok is False else ""),  # over the run's gap_threshold
-         _fraction(e.heldout_accuracy), _fraction(e.heldout_token_accuracy), "MATCH" if e.match else "no match",
+         _fraction(e.probe_accuracy), _fraction(e.probe_token_accuracy), "MATCH" if e.match else "no match",
          "-" if e.eval_seconds is None else f"{e.eval_seconds:.2f}"]
         for e in evals
     ]  # fmt: skip

@@ -37,7 +37,7 @@ class Cell:
 
 def eval_cells(event: StepEvent) -> list[Cell]:
     match = "-" if event.match is None else ("✅" if event.match else "❌")
-    heldout = "-" if event.heldout_accuracy is None else f"{event.heldout_accuracy:.2f}"
+    heldout = "-" if event.probe_accuracy is None else f"{event.probe_accuracy:.2f}"
     seconds = "-" if event.eval_seconds is None else f"{event.eval_seconds:.2f}"
     return [
         Cell(str(event.step), event.step),
@@ -45,7 +45,7 @@ def eval_cells(event: StepEvent) -> list[Cell]:
         Cell(fmt_loss(event.val_loss), event.val_loss),
         Cell(f"{fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip(), event.gap),
         Cell(match, event.match),
-        Cell(heldout, event.heldout_accuracy),
+        Cell(heldout, event.probe_accuracy),
         Cell(seconds, event.eval_seconds),
     ]
 
