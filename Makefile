@@ -1,21 +1,26 @@
 # Every target installs what it needs into .venv first, so a fresh clone needs only `make run` or `make test`.
+# Versions come from constraints.txt, the versions the suite last passed with (`make lock` refreshes it).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch that this machine kind keeps on disk; on a GPU server use e.g. TORCH_SPEC=torch.
-TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+LOCK := constraints.txt
+EXTRAS := test,plot,check,trl
+# The folders as the package they install as (twotier.engine, ...), for the type checker.
+TYPECHECK := build/typecheck/twotier
+TORCH_VERSION ?= $(shell sed -n 's/^torch==//p' $(LOCK))
+# The CUDA build of torch (PyPI's own) where an NVIDIA driver answers, the CPU build everywhere else.
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_SOURCE := $(if $(HAS_GPU),,--retries 0 --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install run headless test test-reliability bench bench-quick clean
+.PHONY: install run headless test test-reliability check lock bench bench-quick clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml $(LOCK) Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e '.[test,plot]'
-	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) >/dev/null 2>&1 || true
+	$(PY) -m pip install --quiet $(TORCH_SOURCE) "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -30,6 +35,23 @@ test: $(STAMP)
 test-reliability: $(STAMP)
 	TWOTIER_KILLS=20 TWOTIER_LOCK_S=60 $(PY) -m pytest -q -m reliability
 
+# Format, lint, types, and the import layers (engine/ and store/ never load Textual; store/ never torch).
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check engine store tui tests bench
+	$(VENV)/bin/ruff check engine store tui tests bench
+	mkdir -p $(TYPECHECK) && touch $(TYPECHECK)/__init__.py
+	for layer in engine store tui; do ln -sfn $(CURDIR)/$$layer $(TYPECHECK)/$$layer; done
+	cd $(dir $(TYPECHECK)) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p twotier
+	$(PY) -m pytest -q tests/test_layers.py
+
+# Re-resolve every dependency from pyproject.toml's ranges (torch stays at TORCH_VERSION) into the lock.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet $(TORCH_SOURCE) "torch==$(TORCH_VERSION)"
+	.lock-venv/bin/pip install --quiet -e '.[$(EXTRAS)]'
+	.lock-venv/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > $(LOCK)
+	rm -rf .lock-venv
+
 bench: $(STAMP)
 	@for tracker in trackio mlflow wandb; do $(PY) -m pip install -q $$tracker >/dev/null 2>&1 || echo "bench: cannot install $$tracker; its row will say skipped"; done
 	$(PY) -m bench
@@ -39,4 +61,4 @@ bench-quick: $(STAMP)
 	$(PY) -m bench --quick
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from transformers import Trainer
 
-from twotier.engine.tiers import TierSettings
+from twotier.engine.cadence import TierSettings
 
 from .stats import Row, Sample, ratios
 from .workload import Workload, ledger_sink, quiet, scratch_dir, two_tier_trainer

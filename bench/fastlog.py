@@ -17,7 +17,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from twotier.engine.data import IGNORE_INDEX
 from twotier.engine.loss import LossTap
-from twotier.engine.tiers import TierSettings
+from twotier.engine.cadence import TierSettings
 from twotier.store import Kind, StepEvent
 
 from .stats import Row, Sample, judged, ratios

@@ -13,7 +13,7 @@ from pathlib import Path
 from twotier.store import LedgerReader, RunInfo, RunStatus, open_ledger
 from twotier.store.export import EVENT_COLUMNS, event_records, write_records
 from twotier.store.writer import create_run
-from twotier.tui.tailer import Tail
+from twotier.store.tail import Tail
 
 from .stats import Row, Sample, judged, ratios
 from .workload import BENCH_DIR, scratch_dir

@@ -24,7 +24,8 @@ from twotier.engine.evaluate import Evaluator
 from twotier.engine.loss import LossTap
 from twotier.engine.model import load_model, resolve_model_path
 from twotier.engine.runner import training_arguments
-from twotier.engine.tiers import TierSettings, TwoTierCallback
+from twotier.engine.cadence import TierSettings
+from twotier.engine.tiers import TwoTierCallback
 from twotier.engine.trainer import TwoTierTrainer
 from twotier.store import LedgerWriter, RunInfo, RunStatus, StepEvent, create_run, open_ledger
 

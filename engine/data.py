@@ -10,6 +10,7 @@ from typing import Any
 
 from .config import DEMO, Config
 from .demo import write_demo_dataset
+from ..store.errors import first_line
 from .errors import DataError
 
 log = logging.getLogger("twotier.engine")
@@ -87,8 +88,7 @@ def load_pairs(source: str, prompt_field: str, answer_field: str) -> list[Pair]:
     except DataError:
         raise
     except Exception as err:  # datasets raises many kinds; all mean "cannot read this source"
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{source}: cannot load the dataset: {message}") from err
+        raise DataError(f"{source}: cannot load the dataset: {first_line(err)}") from err
     for field_name, key in ((prompt_field, "prompt_field"), (answer_field, "answer_field")):
         if field_name not in table.column_names:
             raise DataError(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ..store.errors import first_line
 from ..store.records import ProbeResult
 from .data import IGNORE_INDEX, Encoded, collate
 from .loss import token_losses
@@ -31,6 +34,16 @@ class EvalResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class EvalFailure:
+    """A full eval that raised: the event keeps why, and training goes on."""
+
+    error: str
+
+
+log = logging.getLogger("twotier.engine")
+
+
 def answers_match(output: str, golden: str) -> bool:
     """Exact match after trimming surrounding white space."""
     return output.strip() == golden.strip()
@@ -50,6 +63,20 @@ class Evaluator:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def run_guarded(self, model: torch.nn.Module, example_prompt_ids: list[int], step: int) -> EvalResult | EvalFailure:
+        """The full eval, or why it failed: an eval that runs out of memory must not end the training."""
+        try:
+            return self.run(model, example_prompt_ids)
+        except Exception as err:  # noqa: BLE001 - any failure of the eval alone; training errors pass elsewhere
+            failure = f"{type(err).__name__}: {first_line(err)}"
+        # Out of the except block, the traceback and the tensors its frames held are gone.
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.warning("the full eval at step %d failed (%s); it is recorded without its results and training goes on",
+                    step, failure)  # fmt: skip
+        return EvalFailure(failure)
 
     def run(self, model: torch.nn.Module, example_prompt_ids: list[int]) -> EvalResult:
         """Evaluate in no-grad eval mode; the model is back in train mode afterwards, whatever happens."""

@@ -86,8 +86,8 @@ class LossTap:
         if since_eval:
             self._since_eval_sum, self._since_eval_tokens = 0.0, 0.0
         return Reading(
-            example_loss=_mean(example_sum, example_tokens),
-            step_loss=_mean(step_sum, step_tokens),
+            loss=_mean(example_sum, example_tokens),
+            batch_loss=_mean(step_sum, step_tokens),
             train_loss_mean=_mean(eval_sum, eval_tokens) if since_eval else None,
             input_tokens=int(input_tokens),
             input_ids=row_ids,
@@ -101,8 +101,10 @@ class LossTap:
 
 @dataclass(frozen=True)
 class Reading:
-    example_loss: float
-    step_loss: float
+    """One log step's figures, named as the event's fields: the example's loss, the step's, the mean since the last eval."""
+
+    loss: float
+    batch_loss: float
     train_loss_mean: float | None
     input_tokens: int
     input_ids: list[int]  # the example's row of the batch (padded), and its labels

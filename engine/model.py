@@ -7,6 +7,7 @@ from typing import Any
 
 from .config import DEMO, Config
 from .demo import write_demo_model
+from ..store.errors import first_line
 from .errors import DataError
 
 
@@ -27,8 +28,7 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False) -> tuple[A
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"model: cannot load '{name_or_path}': {first_line}") from err
+        raise DataError(f"model: cannot load '{name_or_path}': {first_line(err)}") from err
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise DataError(f"model: the tokenizer of '{name_or_path}' has neither a pad nor an eos token")

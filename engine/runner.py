@@ -1,7 +1,8 @@
-"""A training run in a background thread that the owning thread can pause, resume and stop.
+"""A training run in a background thread that its owner can pause, unpause and stop.
 
-The thread prepares the model and data, records the run, trains, and always ends by flushing
-the ledger and setting the run's final status. Everything it reports crosses `events`, a queue.
+The thread prepares the model and data, records the run, trains, and always ends by flushing the
+ledger and setting the run's final status. Everything it reports crosses `events`, a queue. This
+module imports no torch: the thread does, so whoever owns the run (the app) can open first.
 """
 
 from __future__ import annotations
@@ -17,37 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (
-    PrinterCallback,
-    ProgressCallback,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-    set_seed,
-)
-from transformers.utils import logging as hf_logging
+from typing import TYPE_CHECKING, Any
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger, reopen_run
+from ..store.errors import first_line
 from .config import Config
-from .data import collate, load_splits
 from .errors import ConfigError
-from .evaluate import Evaluator
-from .loss import LossTap
-from .model import load_model, resolve_model_path
 from .resume import ResumePoint
-from .tiers import TierSettings, TwoTierCallback
-from .trainer import TwoTierTrainer
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback, TrainingArguments
 
 log = logging.getLogger("twotier.engine")
 
 
 @dataclass(frozen=True)
 class RunEnded:
-    """The last message of a run: how it ended. `run_id` is None when it failed before it was recorded."""
+    """The last message of a run: how it ended. `run_id` is None when it ended before it was recorded."""
 
     status: RunStatus
     run_id: str | None
@@ -56,7 +43,7 @@ class RunEnded:
 
 
 class TrainingRun:
-    """Start, pause, resume and stop a run from the thread that owns it; read `events` for progress."""
+    """Start, pause, unpause and stop a run from the thread that owns it; read `events` for progress."""
 
     def __init__(
         self, config: Config, *, callbacks: Sequence[TrainerCallback] = (), resume: ResumePoint | None = None
@@ -68,6 +55,7 @@ class TrainingRun:
         self.resume_point = resume
         self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
+        self.ended: RunEnded | None = None
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
         self._stop = threading.Event()
@@ -79,13 +67,15 @@ class TrainingRun:
         self._thread.start()
 
     def pause(self) -> None:
+        """Hold the run after the current step (its status becomes paused)."""
         self._running.clear()
 
-    def resume(self) -> None:
+    def unpause(self) -> None:
         self._running.set()
 
     def stop(self) -> None:
-        """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped."""
+        """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped.
+        Asked before the run has begun training, the run ends stopped without being recorded."""
         self._stop.set()
         self._running.set()
 
@@ -97,8 +87,12 @@ class TrainingRun:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def wait_while_paused(self) -> None:
-        """Block the training thread until resumed or stopped."""
+        """Block the training thread until unpaused or stopped."""
         self._running.wait()
 
     @property
@@ -116,6 +110,9 @@ class TrainingRun:
         writer: LedgerWriter | None = None
         try:
             trainer, writer = self._prepare()
+            if writer is None:
+                self._end(RunEnded(RunStatus.STOPPED, None))
+                return
             checkpoint = self.resume_point.checkpoint if self.resume_point is not None else None
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             if self.failure is not None:
@@ -123,12 +120,16 @@ class TrainingRun:
                 return
             status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
             writer.close(status)
-            self.events.put(RunEnded(status, self.run_id))
+            self._end(RunEnded(status, self.run_id))
         except TwoTierError as err:
             self._fail(writer, str(err), err.exit_code)
         except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once
             log.debug("training failed", exc_info=True)
             self._fail(writer, f"{type(err).__name__}: {err}", 1)
+
+    def _end(self, ended: RunEnded) -> None:
+        self.ended = ended
+        self.events.put(ended)
 
     def _fail(self, writer: LedgerWriter | None, error: str, exit_code: int) -> None:
         if writer is not None:
@@ -137,9 +138,21 @@ class TrainingRun:
             except TwoTierError as err:
                 if writer.failure is None or writer.failure not in error:
                     error = f"{error}; and the ledger could not record it: {err}"
-        self.events.put(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
+        self._end(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
 
-    def _prepare(self) -> tuple[Any, LedgerWriter]:
+    def _prepare(self) -> tuple[Any, LedgerWriter | None]:
+        """The Trainer and the run's writer; no writer when a stop came while the model loaded."""
+        from transformers import PrinterCallback, ProgressCallback, set_seed
+        from transformers.utils import logging as hf_logging
+
+        from .control import ControlCallback
+        from .data import collate, load_splits
+        from .evaluate import Evaluator
+        from .loss import LossTap
+        from .model import load_model, resolve_model_path
+        from .tiers import TierSettings, TwoTierCallback
+        from .trainer import TwoTierTrainer
+
         hf_logging.set_verbosity_error()
         config = self.config
         run_dir = Path(config.output_dir) / self.run_id
@@ -152,20 +165,9 @@ class TrainingRun:
             tokenizer, splits.validation, eval_samples=config.eval_samples, probe_size=config.probe_size,
             max_new_tokens=config.max_new_tokens, batch_size=max(config.batch_size, 16),
         )  # fmt: skip
-        ledger = open_ledger(config.ledger)
-        now = time.time()
-        if self.resume_point is not None:
-            superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
-            log.info("resuming run %s from step %d; %d later events superseded", self.run_id,
-                     self.resume_point.step, superseded)  # fmt: skip
-        else:
-            create_run(ledger, RunInfo(
-                id=self.run_id, name=config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                status=RunStatus.RUNNING, model=config.model, dataset=splits.dataset_name,
-                config=config.to_dict(), started_at=now, heartbeat_at=now, max_steps=config.max_steps,
-                host=socket.gethostname(), pid=os.getpid(),
-            ))  # fmt: skip
-        writer = self._writer = LedgerWriter(ledger, self.run_id)
+        if self._stop.is_set():
+            return None, None
+        writer = self._writer = LedgerWriter(self._record_run(splits.dataset_name), self.run_id)
         tap = LossTap()
         tiers = TwoTierCallback(
             run_id=self.run_id, tokenizer=tokenizer, publish=partial(self._publish, writer),
@@ -175,11 +177,29 @@ class TrainingRun:
         trainer = TwoTierTrainer(
             model=model, args=arguments, train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), processing_class=tokenizer,
-            callbacks=[tiers, _ControlCallback(self, writer), *self.callbacks], loss_tap=tap,
+            callbacks=[tiers, ControlCallback(self, writer), *self.callbacks], loss_tap=tap,
         )  # fmt: skip
         for noisy in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(noisy)
         return trainer, writer
+
+    def _record_run(self, dataset_name: str) -> Any:
+        """Open the ledger and record the run (or reopen the one being resumed, now written by this process)."""
+        config = self.config
+        ledger = open_ledger(config.ledger)
+        now = time.time()
+        if self.resume_point is not None:
+            superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
+            log.info("resuming run %s from step %d; %d later events superseded", self.run_id,
+                     self.resume_point.step, superseded)  # fmt: skip
+            return ledger
+        name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        create_run(ledger, RunInfo(
+            id=self.run_id, name=name, status=RunStatus.RUNNING, model=config.model, dataset=dataset_name,
+            config=config.to_dict(), started_at=now, heartbeat_at=now, max_steps=config.max_steps,
+            host=socket.gethostname(), pid=os.getpid(),
+        ))  # fmt: skip
+        return ledger
 
     def _publish(self, writer: LedgerWriter, event: StepEvent) -> None:
         writer.submit(event)
@@ -193,39 +213,19 @@ class TrainingRun:
 
 def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     """TrainingArguments from the config; `training_args` overrides and is validated by the library."""
+    import torch
+    from transformers import TrainingArguments
+
     values: dict[str, Any] = {
         "output_dir": str(run_dir), "max_steps": config.max_steps,
         "per_device_train_batch_size": config.batch_size, "learning_rate": config.learning_rate,
         "seed": config.seed, "data_seed": config.seed, "logging_strategy": "no", "eval_strategy": "no",
-        "save_strategy": "steps", "save_steps": config.eval_steps or 500, "report_to": "none", "disable_tqdm": True, "remove_unused_columns": False,
-        "dataloader_num_workers": 0, "dataloader_pin_memory": torch.cuda.is_available(), "save_total_limit": 2,
+        "save_strategy": "steps", "save_steps": config.eval_steps or 500, "report_to": "none", "disable_tqdm": True,
+        "remove_unused_columns": False, "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(), "save_total_limit": 2,
     }  # fmt: skip
     values.update(config.training_args)
     try:
         return TrainingArguments(**values)
     except (TypeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise ConfigError(f"training_args: {first_line}") from err
-
-
-class _ControlCallback(TrainerCallback):
-    """Pause, stop and the final checkpoint, as a Trainer callback; kept apart from the tiers."""
-
-    def __init__(self, run: TrainingRun, writer: LedgerWriter) -> None:
-        self.run = run
-        self.writer = writer
-
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.run.failure is not None:
-            control.should_training_stop = True  # no checkpoint: the weights are what failed
-            return
-        if self.run.paused and not self.run.stop_requested:
-            self.writer.set_status(RunStatus.PAUSED)
-            self.run.wait_while_paused()
-            if not self.run.stop_requested:
-                self.writer.set_status(RunStatus.RUNNING)
-        if self.run.stop_requested:
-            control.should_training_stop = True
-            control.should_save = True
-        elif state.global_step >= state.max_steps:
-            control.should_save = True
+        raise ConfigError(f"training_args: {first_line(err)}") from err

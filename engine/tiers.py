@@ -1,14 +1,18 @@
-"""The two tiers as a `TrainerCallback`: a fast log every `log_steps`, a full eval every `eval_steps`.
+"""The two tiers as a `TrainerCallback`: at each due step it reads the step's losses and example, runs
+the full eval when due, and publishes one `StepEvent`.
 
-The callback reads training state; it does not own the loop. It works inside twotier's own
-`TwoTierTrainer` (which hands it the step's unreduced losses for free) and dropped into any
-`Trainer` (where a forward hook computes them beside the library's loss, about 2% of a step).
+The callback reads training state; it does not own the loop. Inside `TwoTierTrainer` the loss tap is
+fed for free by `compute_loss`; dropped into any other `Trainer`, a `ForwardHook` feeds it.
+
+Why an event is decided at `on_step_end` but published later: the learning rate and the grad norm of
+a step reach callbacks only through the Trainer's `on_log`, which comes after `on_step_end` (when the
+callback asked for a log). So the step's reading and its full eval are taken at `on_step_end`, kept
+as `_Due`, and joined with the logged figures at `on_log`; should no log come (a subclass that drops
+it), the next step's `on_step_begin` or `on_train_end` publishes what is due without them.
 """
 
 from __future__ import annotations
 
-import gc
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,55 +22,20 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..store.records import Kind, StepEvent
-from .data import IGNORE_INDEX
+from .cadence import TierSettings
+from .capture import Example, ForwardHook, split_example
 from .errors import ConfigError
-from .evaluate import EvalResult, Evaluator, answers_match
-from .loss import LossTap, Reading, token_losses
-
-log = logging.getLogger("twotier.engine")
-
-
-@dataclass(frozen=True)
-class TierSettings:
-    """Cadence of the two tiers; 0 turns a tier off. Checked here so a bad value fails before training."""
-
-    log_steps: int = 10
-    eval_steps: int = 200
-    gap_threshold: float = 0.25
-
-    def __post_init__(self) -> None:
-        for name in ("log_steps", "eval_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"'{name}' must be a whole number, 0 or more (0 turns the tier off), got {value!r}")
-
-    def tier_at(self, step: int, max_steps: int) -> Kind | None:
-        """Full eval on multiples of eval_steps and on the last step (unless evals are off); else fast log."""
-        if self.eval_steps and (step % self.eval_steps == 0 or step == max_steps):
-            return Kind.FULL
-        if self.log_steps and step % self.log_steps == 0:
-            return Kind.FAST
-        return None
-
-
-@dataclass(frozen=True)
-class _Example:
-    prompt_ids: list[int]
-    golden_ids: list[int]
-
-
-@dataclass(frozen=True)
-class EvalFailure:
-    """A full eval that raised: the event keeps why, and training goes on."""
-
-    error: str
+from .evaluate import EvalFailure, EvalResult, Evaluator, answers_match
+from .loss import LossTap, Reading
 
 
 @dataclass
 class _Due:
+    """A step whose event waits for the Trainer's logged figures (see the module docstring)."""
+
     kind: Kind
     step: int
-    example: _Example
+    example: Example
     reading: Reading
     tokens_per_s: float | None
     evaluation: EvalResult | EvalFailure | None
@@ -93,8 +62,8 @@ class TwoTierCallback(TrainerCallback):
         self.evaluator = evaluator
         self.settings = settings
         self.tap = loss_tap or LossTap()
-        self._hooked = loss_tap is None
-        self._hook: Any = None
+        self._needs_hook = loss_tap is None
+        self._hook: ForwardHook | None = None
         self._due: _Due | None = None
         self._started = time.time()
         self._last_read = time.perf_counter()
@@ -103,17 +72,17 @@ class TwoTierCallback(TrainerCallback):
                        model: torch.nn.Module | None = None, **kwargs: Any) -> None:  # fmt: skip
         self._started = time.time()
         self._last_read = time.perf_counter()
-        if self._hooked and model is not None and self._hook is None:
-            self._hook = model.register_forward_hook(self._capture, with_kwargs=True)
+        if self._needs_hook and model is not None and self._hook is None:
+            self._hook = ForwardHook(model, self.tap)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self._emit(logs={})
+        self._publish_due(logs={})
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self._emit(logs={})
+        self._publish_due(logs={})
         self.tap.begin_step()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
@@ -125,31 +94,30 @@ class TwoTierCallback(TrainerCallback):
         if self.tap.last is None or not state.is_world_process_zero:
             return
         reading = self.tap.read(since_eval=kind is Kind.FULL)  # the host sync of this log step
-        example = self._example(reading)
+        example = split_example(reading.input_ids, reading.labels, self.tokenizer.pad_token_id)
         now = time.perf_counter()
         tokens_per_s = reading.input_tokens / (now - self._last_read) if now > self._last_read else None
         evaluation = None
         if kind is Kind.FULL and self.evaluator is not None and model is not None:
-            evaluation = self._evaluate(model, example.prompt_ids, state.global_step)
+            evaluation = self.evaluator.run_guarded(model, example.prompt_ids, state.global_step)
         self._last_read = time.perf_counter()
         self._due = _Due(kind, state.global_step, example, reading, tokens_per_s, evaluation)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                logs: dict[str, float] | None = None, **kwargs: Any) -> None:  # fmt: skip
         if logs and "loss" in logs:
-            self._emit(logs, epoch=state.epoch)
+            self._publish_due(logs, epoch=state.epoch)
 
-    def _emit(self, logs: dict[str, float], epoch: float | None = None) -> None:
+    def _publish_due(self, logs: dict[str, float], epoch: float | None = None) -> None:
         due, self._due = self._due, None
         if due is None:
             return
-        decode = self._decode
-        golden = decode(due.example.golden_ids)
+        golden = self._decode(due.example.golden_ids)
         event = StepEvent(
             run_id=self.run_id, step=due.step, kind=due.kind, wall_time=time.time(),
-            elapsed_s=time.time() - self._started, prompt=decode(due.example.prompt_ids), golden=golden,
-            loss=due.reading.example_loss, prompt_tokens=len(due.example.prompt_ids),
-            golden_tokens=len(due.example.golden_ids), batch_loss=due.reading.step_loss,
+            elapsed_s=time.time() - self._started, prompt=self._decode(due.example.prompt_ids), golden=golden,
+            loss=due.reading.loss, prompt_tokens=len(due.example.prompt_ids),
+            golden_tokens=len(due.example.golden_ids), batch_loss=due.reading.batch_loss,
             learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
             tokens_per_s=due.tokens_per_s, epoch=epoch,
         )  # fmt: skip
@@ -169,37 +137,5 @@ class TwoTierCallback(TrainerCallback):
             eval_seconds=result.seconds, probes=result.probes,
         )  # fmt: skip
 
-    def _evaluate(self, model: torch.nn.Module, prompt_ids: list[int], step: int) -> EvalResult | EvalFailure | None:
-        """The full eval, or why it failed: an eval that runs out of memory must not end the training."""
-        try:
-            return self.evaluator.run(model, prompt_ids) if self.evaluator is not None else None
-        except Exception as err:  # noqa: BLE001 - any failure of the eval alone; training errors pass elsewhere
-            failure = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        # Out of the except block, the traceback and the tensors its frames held are gone.
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        log.warning("the full eval at step %d failed (%s); it is recorded without its results and training goes on",
-                    step, failure)  # fmt: skip
-        return EvalFailure(failure)
-
-    def _example(self, reading: Reading) -> _Example:
-        """The first example of the step's last micro-batch, split into prompt and golden tokens."""
-        ids, labels = reading.input_ids, reading.labels
-        first_label = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
-        pad = self.tokenizer.pad_token_id
-        prompt = [token for token in ids[:first_label] if token != pad]
-        golden = [label for label in labels if label != IGNORE_INDEX]
-        return _Example(prompt, golden)
-
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _capture(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        """Forward hook for a plain `Trainer`: per-example losses from the logits the step already has."""
-        labels = kwargs.get("labels")
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        if not module.training or labels is None or input_ids is None:
-            return
-        losses, mask = token_losses(output.logits.detach(), labels)
-        self.tap.record(input_ids, labels, losses, mask, kwargs.get("attention_mask"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
-from .errors import LedgerError
+from .errors import LedgerError, LedgerNotReady
 from .migrations import MIGRATIONS, add_missing_columns
 from .schema import SCHEMA_VERSION, Tables, bind_tables
 
@@ -78,7 +78,7 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
     newer, foreign or damaged files; (0, False) for a new file."""
     if not path.exists() or path.stat().st_size == 0:
         if readonly:
-            raise LedgerError(f"{path}: not a twotier ledger (it is empty)")
+            raise LedgerNotReady(f"{path}: not a twotier ledger (it is empty)")
         return 0, False
     ours = {model._meta.table_name: {f.column_name for f in model._meta.sorted_fields} for model in tables.models}
     uri = database if readonly else f"file:{path.resolve()}?mode=ro"
@@ -103,7 +103,7 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
         raise LedgerError(f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
                           "not a twotier ledger; twotier will not touch it")  # fmt: skip
     if (readonly or version == SCHEMA_VERSION) and not set(ours) <= names:
-        raise LedgerError(f"{path}: not a twotier ledger (it has no twotier tables)")
+        raise LedgerNotReady(f"{path}: not a twotier ledger (it has no twotier tables)")
     return version, version == SCHEMA_VERSION and not missing
 
 

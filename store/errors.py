@@ -16,3 +16,17 @@ class TwoTierError(Exception):
 
 class LedgerError(TwoTierError):
     """The ledger file cannot be opened, read or written as asked."""
+
+
+class LedgerNotReady(LedgerError):
+    """The ledger is being created (an empty file, no tables yet): a viewer waits instead of failing."""
+
+
+class RunNotFound(LedgerError):
+    """No run matches the reference (yet: a viewer of a starting run waits for it)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name when it has none."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__

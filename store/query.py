@@ -13,7 +13,7 @@ from typing import Any
 
 from peewee import DatabaseError
 
-from .errors import LedgerError
+from .errors import LedgerError, first_line
 from .reader import LedgerReader
 from .records import RunInfo, StepEvent
 
@@ -191,8 +191,7 @@ def run_sql(reader: LedgerReader, sql: str) -> SqlResult:
                 f"{reader.path}: refused: twotier ledger sql only reads (SELECT, WITH, PRAGMA table_info);"
                 " the ledger was not changed"
             ) from err
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise LedgerError(f"{reader.path}: sql: {message}") from err
+        raise LedgerError(f"{reader.path}: sql: {first_line(err)}") from err
     finally:
         connection.set_authorizer(None)
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from peewee import DatabaseError, fn
 
 from .db import Ledger, open_ledger
-from .errors import LedgerError
+from .errors import LedgerError, RunNotFound
 from .records import Kind, ProbeResult, RunInfo, RunStatus, StepEvent
 
 STALE_AFTER_S = 30.0
@@ -91,14 +91,14 @@ class LedgerReader:
         if ref == "latest":
             row = Run.select().order_by(Run.started_at.desc()).limit(1).dicts().first()
             if row is None:
-                raise LedgerError(f"{self.path}: the ledger has no runs yet")
+                raise RunNotFound(f"{self.path}: the ledger has no runs yet")
             return self.tables.run.record_of(row)
         rows = list(Run.select().where(Run.id.startswith(ref) | (Run.name == ref)).dicts())
         exact = [row for row in rows if row["id"] == ref]
         if exact or len(rows) == 1:
             return self.tables.run.record_of((exact or rows)[0])
         if not rows:
-            raise LedgerError(f"{self.path}: no run matches '{ref}' (try `twotier ledger runs`)")
+            raise RunNotFound(f"{self.path}: no run matches '{ref}' (try `twotier ledger runs`)")
         names = ", ".join(row["id"] for row in rows[:5])
         raise LedgerError(f"{self.path}: '{ref}' matches {len(rows)} runs ({names}); give more of the id")
 

@@ -91,7 +91,7 @@ class Table:
 
     record: type
     columns: tuple[Column, ...]
-    model: type[Model]
+    model: Any  # a peewee Model class built at run time: its fields are the records', unknown to a type checker
 
     def row(self, record: Any, text_id: TextId | None = None, **extra: Any) -> dict[str, Any]:
         """The insert row for `record`, plus storage-only `extra` columns (an event's probes' event id...).
@@ -134,7 +134,7 @@ class Tables:
     run: Table
     event: Table
     probe: Table
-    text: type[Model]
+    text: Any  # the `text` table's Model class
 
     @property
     def models(self) -> list[type[Model]]:
@@ -183,7 +183,7 @@ def bind_tables(db: Database) -> Tables:
     return Tables(run=run, event=event, probe=probe, text=Text)
 
 
-def _table(name: str, record: type, base: type[Model], texts: type[Model], run: type[Model] | None, *,
+def _table(name: str, record: type, base: type[Model], texts: Any, run: Any, *,
            extra: dict[str, Field] | None = None, indexes: tuple[Any, ...] = ()) -> Table:
     columns = record_columns(record)
     attrs: dict[str, Any] = {"__doc__": record.__doc__}
@@ -194,7 +194,7 @@ def _table(name: str, record: type, base: type[Model], texts: type[Model], run: 
     return Table(record, columns, type(name, (base,), attrs))
 
 
-def _fields(column: Column, texts: type[Model], run: type[Model] | None) -> dict[str, Field]:
+def _fields(column: Column, texts: Any, run: Any) -> dict[str, Field]:
     null = column.nullable
     if column.how == "key":
         return {column.name: CharField(primary_key=True) if column.kind is str else AutoField()}

@@ -6,7 +6,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from peewee import Model
+from typing import Any
 
 
 def storable(text: str) -> str:
@@ -25,7 +25,7 @@ def digest(text: str) -> bytes:
 class TextInterner:
     """Maps text to row ids for one writer, remembering recent ids so repeats cost no query."""
 
-    def __init__(self, text_model: type[Model], cache_size: int = 20_000) -> None:
+    def __init__(self, text_model: Any, cache_size: int = 20_000) -> None:
         self._model = text_model
         self._cache: OrderedDict[bytes, int] = OrderedDict()
         self._cache_size = cache_size

@@ -1,64 +1,71 @@
-"""Fixtures that build real ledgers from real short runs of the tiny demo model."""
+"""Fixtures: real ledgers from real short runs of the tiny demo model, the model itself, a private tmux.
+
+The helpers they are built from live in support.py.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ESCAPE_OUTPUT, FLIP_PATTERN, FinishedRun, Tmux, TwoRuns, copy_ledger, train
 
-from twotier.engine.config import Config, load_config
-from twotier.store import RunStatus, StepEvent
+from twotier.engine.config import load_config
+from twotier.store import LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger
 
 # Nothing in the tests may reach a model or dataset hub; fail fast instead of waiting on a network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """A run trained to its end: where its ledger is, its id, and the events it published."""
-
-    config: Config
-    ledger: Path
-    run_id: str
-    status: RunStatus
-    events: list[StepEvent]
-    error: str | None
-
-
-def train(tmp: Path, **overrides: Any) -> FinishedRun:
-    """Train the demo (or what `overrides` name) in a background thread and wait for the end."""
-    from twotier.engine.runner import RunEnded, TrainingRun
-
-    settings: dict[str, Any] = {
-        "log_steps": 5, "eval_steps": 20, "max_steps": 40, "batch_size": 16, "learning_rate": 3e-3,
-        "eval_samples": 32, "probe_size": 8, "max_length": 64, "max_new_tokens": 8,
-        "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"),
-    }  # fmt: skip
-    settings.update(overrides)
-    config = load_config(None, settings)
-    run = TrainingRun(config)
-    run.start()
-    events: list[StepEvent] = []
-    while True:
-        message = run.events.get(timeout=300)
-        if isinstance(message, RunEnded):
-            break
-        events.append(message)
-    run.join(60)
-    return FinishedRun(config, Path(config.ledger), run.run_id, message.status, events, message.error)
-
 
 @pytest.fixture(scope="session")
 def short_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
-    """The issue's reference run: fast logs every 5 steps, full evals every 20, 40 steps."""
+    """The reference run: fast logs every 5 steps, full evals every 20, 40 steps."""
     result = train(tmp_path_factory.mktemp("short-run"))
     assert result.status is RunStatus.FINISHED, result.error
     return result
+
+
+@pytest.fixture(scope="session")
+def two_runs(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
+    """The reference run and a second one at a lower learning rate (started last), in one ledger of their own."""
+    tmp = tmp_path_factory.mktemp("two-runs")
+    copy_ledger(short_run.ledger, tmp / "ledger.db")
+    slow = train(tmp, learning_rate=1e-3, run_name="slow")
+    assert slow.status is RunStatus.FINISHED, slow.error
+    return TwoRuns(tmp / "ledger.db", replace(short_run, ledger=tmp / "ledger.db"), slow)
+
+
+@pytest.fixture(scope="session")
+def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ledger whose run `flips` has three full evals of the real probe set, MATCH as in FLIP_PATTERN.
+
+    Forty steps teach the tiny model nothing, so the matches are set here and written by the real writer.
+    """
+    ledger_path = copy_ledger(short_run.ledger, tmp_path_factory.mktemp("flips") / "ledger.db")
+    template = next(event for event in short_run.events if event.is_full)
+    with LedgerReader(ledger_path) as reader:
+        info = replace(reader.run(short_run.run_id), id="f11p5000000", name="flips", status=RunStatus.RUNNING)
+    ledger = open_ledger(ledger_path)
+    create_run(ledger, info)
+    writer = LedgerWriter(ledger, info.id)
+    for index, step in enumerate((20, 40, 60)):
+        probes = tuple(
+            replace(probe, match=pattern[index],
+                    model_output=probe.golden if pattern[index] else ESCAPE_OUTPUT)  # fmt: skip
+            for probe, pattern in ((template.probes[pid], FLIP_PATTERN[pid]) for pid in FLIP_PATTERN)
+        )
+        accuracy = sum(p.match for p in probes) / len(probes)
+        writer.submit(replace(template, run_id=info.id, step=step, probes=probes, probe_accuracy=accuracy, id=None))
+    writer.close(RunStatus.FINISHED)
+    ledger.close()
+    return ledger_path
 
 
 @pytest.fixture
@@ -101,3 +108,13 @@ def demo_examples(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
     _, tokenizer = load_model(str(tiny_model_dir))
     config = load_config(None, {"max_length": 64})
     return load_splits(config, tokenizer, tmp_path_factory.mktemp("demo-data"))
+
+
+@pytest.fixture
+def tmux(request: pytest.FixtureRequest) -> Iterator[Tmux]:
+    """A private tmux server for the test; the test is skipped where tmux is not installed."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (CI installs it: see .ci/run)")
+    server = Tmux(request.node.name[:20])
+    yield server
+    server.kill()

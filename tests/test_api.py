@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from peewee import OperationalError
-from test_query import rows
+from support import rows
 
 from twotier.store.api import open_ledger_readonly
 from twotier.store.export import EVENT_COLUMNS

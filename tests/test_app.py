@@ -10,27 +10,17 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from conftest import FinishedRun, train
 from twotier.store import LedgerError, LedgerReader
 from twotier.tui.app import TwoTierApp, make_app
-from twotier.tui.widgets.confirm import Confirm
-from twotier.tui.widgets.eval_detail import EvalDetail
-from twotier.tui.widgets.eval_table import EvalTable
-from twotier.tui.widgets.example_pane import ExamplePane
-from twotier.tui.widgets.run_header import RunHeader
-from twotier.tui.widgets.run_picker import RunPicker
+from twotier.tui.app.widgets.confirm import Confirm
+from twotier.tui.app.widgets.eval_detail import EvalDetail
+from twotier.tui.app.widgets.eval_table import EvalTable
+from twotier.tui.app.widgets.example_pane import ExamplePane
+from twotier.tui.app.widgets.run_header import RunHeader
+from twotier.tui.app.widgets.run_picker import RunPicker
 
 SIZE = (100, 30)
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[FinishedRun, FinishedRun]:
-    """Two short runs in one ledger, the second started last."""
-    folder = tmp_path_factory.mktemp("two-runs")
-    first = train(folder, max_steps=20, run_name="first-run")
-    second = train(folder, max_steps=20, run_name="second-run")
-    return first, second
 
 
 async def caught_up(pilot: Pilot, polls: int = 1200) -> None:
@@ -122,7 +112,7 @@ async def test_enter_on_a_row_shows_that_eval_with_its_probe_set(short_run):
     assert "FULL EVAL - Step 20" in detail
     assert step_20.prompt in detail and step_20.golden in detail
     matched = sum(p.match for p in step_20.probes)
-    assert f"PROBE SET: {matched}/{len(step_20.probes)} exact" in detail
+    assert f"PROBE SET: {matched}/{len(step_20.probes)} MATCH" in detail
     assert "(first eval: nothing to compare)" in detail
 
 
@@ -194,30 +184,29 @@ async def test_q_quits_an_attached_app_at_once_with_status_0(short_run):
 
 
 async def test_attach_shows_the_latest_run_by_default(two_runs):
-    first, second = two_runs
-    app = make_app(attach=second.ledger)
+    app = make_app(attach=two_runs.ledger)
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)
-        assert app.run_id == second.run_id
+        assert app.run_id == two_runs.slow.run_id
 
 
 async def test_attach_with_run_shows_that_run(two_runs):
-    first, second = two_runs
-    app = make_app(attach=first.ledger, run_ref="first-run")
+    first = two_runs.fast
+    app = make_app(attach=two_runs.ledger, run_ref=first.run_id)
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)
         assert app.run_id == first.run_id
-        assert "first-run" in app.query_one(RunHeader).render_text().plain
+        assert "demo-" in app.query_one(RunHeader).render_text().plain
 
 
 def test_attach_to_an_unknown_run_fails_before_the_app_opens(two_runs):
     with pytest.raises(LedgerError, match="no run matches 'nope'"):
-        make_app(attach=two_runs[0].ledger, run_ref="nope")
+        make_app(attach=two_runs.ledger, run_ref="nope")
 
 
 async def test_run_picker_lists_every_run_and_switches_to_the_chosen_one(two_runs):
-    first, second = two_runs
-    app = make_app(attach=second.ledger)
+    first, second = two_runs.fast, two_runs.slow
+    app = make_app(attach=two_runs.ledger)
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)
         await pilot.press("r")
@@ -230,8 +219,8 @@ async def test_run_picker_lists_every_run_and_switches_to_the_chosen_one(two_run
         await pilot.press("down", "enter")
         await caught_up(pilot)
         assert app.run_id == first.run_id
-        assert "first-run" in app.query_one(RunHeader).render_text().plain
-        assert table_steps(app) == [20]
+        assert "demo-" in app.query_one(RunHeader).render_text().plain
+        assert table_steps(app) == [20, 40]
 
 
 def test_attach_mode_never_imports_torch(short_run, tmp_path: Path):

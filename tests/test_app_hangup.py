@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
-from test_tmux_attach import TUI, Tmux, tmux, wait_for, write_config  # noqa: F401 - `tmux` is a fixture
+from support import TUI, Tmux, wait_for, write_config
 from twotier.store import LedgerReader, RunStatus
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 
 def run_status(ledger: Path) -> RunStatus:

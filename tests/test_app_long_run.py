@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fixed_ledger import fast, full, write_run
+from support import fast, full, write_run
 
 from twotier.tui.app import make_app
-from twotier.tui.tailer import CHUNK, HISTORY_POINTS, Tail
-from twotier.tui.widgets.eval_table import EvalTable
-from twotier.tui.widgets.loss_chart import LossChart
+from twotier.store.tail import CHUNK, HISTORY_POINTS, Tail
+from twotier.tui.app.widgets.eval_table import EvalTable
+from twotier.tui.app.widgets.loss_chart import LossChart
 
 pytestmark = pytest.mark.anyio
 STEPS = 3 * CHUNK  # more events than one catch-up read: the run opens from its end

@@ -11,8 +11,8 @@ from textual.pilot import Pilot
 from twotier.engine.config import Config, load_config
 from twotier.store import LedgerReader, RunStatus
 from twotier.tui.app import TwoTierApp, make_app
-from twotier.tui.widgets.confirm import Confirm
-from twotier.tui.widgets.run_header import RunHeader
+from twotier.tui.app.widgets.confirm import Confirm
+from twotier.tui.app.widgets.run_header import RunHeader
 
 pytestmark = pytest.mark.anyio
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from support import headless_command
 
 from twotier.engine.config import FIELDS, Config, load_config
 from twotier.engine.errors import ConfigError
@@ -74,8 +75,7 @@ def test_invalid_configs_through_the_cli_exit_2_with_one_line(tmp_path):
     for bad in ({"max_steps": "ten"}, {"log_step": 5}, {"probe_size": 99, "eval_samples": 8}, {"batch_size": 0}):
         path = tmp_path / "config.json"
         path.write_text(json.dumps(bad))
-        result = subprocess.run([sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(path),
-                                 "--ledger", str(tmp_path / "l.db")], capture_output=True, text=True, cwd=tmp_path,
+        result = subprocess.run(headless_command(path, "--ledger", str(tmp_path / "l.db")), capture_output=True, text=True, cwd=tmp_path,
                                 timeout=120)  # fmt: skip
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import train
+from support import train
 
 from twotier.engine.config import load_config
 from twotier.store import RunStatus

@@ -10,7 +10,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from twotier.engine.data import collate
 from twotier.engine.evaluate import Evaluator
 from twotier.engine.loss import LossTap
-from twotier.engine.tiers import TierSettings, TwoTierCallback
+from twotier.engine.cadence import TierSettings
+from twotier.engine.tiers import TwoTierCallback
 from twotier.engine.trainer import TwoTierTrainer
 from twotier.store import Kind
 

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
+
+from support import REFERENCE, headless
 
 from twotier.store import LedgerReader
 
-SHORT = ["--max-steps", "40", "--log-steps", "5", "--eval-steps", "20", "--batch-size", "16"]
-
-
-def headless(tmp_path: Path, *args: str, config: dict | None = None) -> subprocess.CompletedProcess[str]:
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps({"eval_samples": 32, "probe_size": 8, "max_length": 64,
-                                       "max_new_tokens": 8, "learning_rate": 0.003, **(config or {})}))  # fmt: skip
-    command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(config_path),
-               "--ledger", str(tmp_path / "ledger.db"), "--output-dir", str(tmp_path / "out"), *args]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-
-
 def test_headless_run_prints_each_event_and_a_closing_summary(tmp_path):
-    result = headless(tmp_path, *SHORT)
+    result = headless(tmp_path, *REFERENCE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("📍 FAST LOG - Step") == 6
     assert result.stdout.count("🔍 FULL EVAL - Step") == 2
@@ -34,7 +20,7 @@ def test_headless_run_prints_each_event_and_a_closing_summary(tmp_path):
 
 
 def test_unknown_key_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    result = headless(tmp_path, *SHORT, config={"log_step": 5})
+    result = headless(tmp_path, *REFERENCE, config={"log_step": 5})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"twotier: error: {tmp_path / 'config.json'}: unknown key 'log_step'; did you mean 'log_steps'?"
@@ -43,7 +29,7 @@ def test_unknown_key_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 
 def test_missing_dataset_file_exits_2_naming_it(tmp_path):
-    result = headless(tmp_path, *SHORT, "--dataset", str(tmp_path / "missing.jsonl"))
+    result = headless(tmp_path, *REFERENCE, "--dataset", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 2
     assert result.stderr.strip().endswith("missing.jsonl: dataset file not found")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -54,7 +40,7 @@ def test_a_failed_start_leaves_an_existing_ledger_byte_for_byte(short_run, tmp_p
     with sqlite3.connect(short_run.ledger) as source, sqlite3.connect(ledger) as copy:
         source.backup(copy)  # the run's last commits may still sit in the -wal file
     before = hashlib.sha256(ledger.read_bytes()).hexdigest()
-    result = headless(tmp_path, *SHORT, "--log-steps", "-3")
+    result = headless(tmp_path, *REFERENCE, "--log-steps", "-3")
     assert result.returncode == 2 and "'log_steps' must be 0 or more" in result.stderr
     assert hashlib.sha256(ledger.read_bytes()).hexdigest() == before
     with LedgerReader(ledger) as reader:

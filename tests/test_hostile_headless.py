@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from test_hostile_text import ESCAPE_BYTES, HOSTILE
+from support import ESCAPE_BYTES, HOSTILE, headless_command
 
 from twotier.store import LedgerReader
 
@@ -51,8 +50,7 @@ def test_headless_printout_of_hostile_data_carries_no_escape_byte(tmp_path):
         "max_length": 256, "max_new_tokens": 8, "learning_rate": 1e-3, "stop_on_nan": False,
         "ledger": str(tmp_path / "ledger.db"), "output_dir": str(tmp_path / "out"),
     }))  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(config)],
-                            capture_output=True, cwd=tmp_path, env={"TERM": "dumb", "PATH": "/usr/bin:/bin"},
+    result = subprocess.run(headless_command(config), capture_output=True, cwd=tmp_path, env={"TERM": "dumb", "PATH": "/usr/bin:/bin"},
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     printed = result.stdout.decode("utf-8")

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 import pytest
-from reliability_helpers import event, new_run
+from support import ESCAPE_BYTES, HOSTILE, event, new_run
 
 from twotier.store import Kind, LedgerReader, LedgerWriter, RunStatus
 from twotier.store.texts import storable
-from twotier.tui.blocks import event_block
+from twotier.tui.render import event_block
 
-HOSTILE = {
-    "markup": "[bold]loud[/bold] [/x] [link=https://evil.example]click[/link] [@click=app.quit]quit[/]",
-    "csi": "clear\x1b[2Jscreen\x1b[6n",
-    "osc title": "\x1b]0;owned\x07title",
-    "osc 8 link": "\x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\",
-    "osc 52 clipboard": "\x1b]52;c;cm0gLXJmIH4=\x07",
-    "c1 csi": "c1\x9b2Jc1\x9d0;t\x9c",
-    "cr nul": "over\rwrite\x00nul",
-    "bidi": "abc\u202etxt.exe",
-    "emoji": "👩‍👩‍👧 🇫🇷 ok",
-    "one megabyte": "é" * 524_288,
-}
-ESCAPE_BYTES = re.compile("[\x1b\x80-\x9f\x07\x00\r\u202e]")
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -53,11 +38,11 @@ def test_lone_surrogates_become_visible_escapes_and_the_rest_survives(tmp_path):
 @pytest.mark.parametrize("name", HOSTILE)
 def test_the_printed_block_carries_no_escape_from_the_data(name):
     text = HOSTILE[name]
-    block = "\n".join(event_block(event("run-1", 20, prompt=text, golden=text, kind=Kind.FULL, model_output=text)))
+    block = event_block(event("run-1", 20, prompt=text, golden=text, kind=Kind.FULL, model_output=text)).plain
     assert not ESCAPE_BYTES.search(block)
     assert block.encode("utf-8")  # printable even with no surrogate handling
 
 
 def test_markup_in_data_is_printed_as_the_characters_it_is():
-    block = "\n".join(event_block(event("run-1", 5, prompt=HOSTILE["markup"])))
+    block = event_block(event("run-1", 5, prompt=HOSTILE["markup"])).plain
     assert HOSTILE["markup"] in block

@@ -31,7 +31,7 @@ def test_example_loss_equals_that_example_scored_alone(tiny, demo_examples):
         tap.record(batch["input_ids"], batch["labels"], *token_losses(logits, batch["labels"]), batch["attention_mask"])
         alone = batch_of(demo_examples.train[:1], tiny.tokenizer, 1)
         expected = tiny.model(**alone).loss.item()
-    assert abs(tap.read(since_eval=False).example_loss - expected) < 1e-4
+    assert abs(tap.read(since_eval=False).loss - expected) < 1e-4
 
 
 def test_loss_with_gradient_accumulation_matches_the_library(tiny, demo_examples, tmp_path):
@@ -57,4 +57,4 @@ def test_step_loss_adds_up_the_micro_batches_of_one_step(tiny, demo_examples):
             logits = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             tap.record(batch["input_ids"], batch["labels"], *token_losses(logits, batch["labels"]), batch["attention_mask"])
         expected = tiny.model(**whole).loss.item()
-    assert abs(tap.read(since_eval=False).step_loss - expected) < 1e-4
+    assert abs(tap.read(since_eval=False).batch_loss - expected) < 1e-4

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fixed_ledger import fast, full, write_run
+from support import fast, full, write_run
 from twotier.tui.app import make_app
-from twotier.tui.widgets.eval_detail import EvalDetail
-from twotier.tui.widgets.eval_table import EvalTable
-from twotier.tui.widgets.example_pane import ExamplePane
-from twotier.tui.widgets.run_header import RunHeader
+from twotier.tui.app.widgets.eval_detail import EvalDetail
+from twotier.tui.app.widgets.eval_table import EvalTable
+from twotier.tui.app.widgets.example_pane import ExamplePane
+from twotier.tui.app.widgets.run_header import RunHeader
 
 pytestmark = pytest.mark.anyio
 

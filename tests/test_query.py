@@ -2,82 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
-from conftest import FinishedRun, train
+from support import ESCAPE_OUTPUT, copy_ledger, digest, rows
 
-from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger, reopen_run
+from twotier.store import LedgerError, LedgerReader, RunStatus, create_run, open_ledger, reopen_run
 from twotier.store import query
-
-# Probe id -> MATCH at the full evals of steps 20, 40 and 60 of the `flips` run.
-FLIP_PATTERN = {0: (False, True, True), 1: (True, False, False), 2: (False, False, False), 3: (False, True, False)}
-ESCAPE_OUTPUT = "\x1b[2Jwiped"
-
-
-@dataclass(frozen=True)
-class TwoRuns:
-    ledger: Path
-    fast: FinishedRun
-    slow: FinishedRun
-
-
-def copy_ledger(source: Path, target: Path) -> Path:
-    """A consistent copy (the run's last commits may still sit in the -wal file)."""
-    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
-    return target
-
-
-def rows(ledger: Path, sql: str, *params: object) -> list[tuple]:
-    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
-        return db.execute(sql, params).fetchall()
-
-
-def digest(ledger: Path) -> str:
-    return hashlib.sha256(ledger.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def two_runs(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> TwoRuns:
-    """The reference run and a second one at a lower learning rate, in one ledger of their own."""
-    tmp = tmp_path_factory.mktemp("two-runs")
-    copy_ledger(short_run.ledger, tmp / "ledger.db")
-    slow = train(tmp, learning_rate=1e-3, run_name="slow")
-    assert slow.status is RunStatus.FINISHED, slow.error
-    return TwoRuns(tmp / "ledger.db", short_run, slow)
-
-
-@pytest.fixture(scope="module")
-def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A ledger whose run `flips` has three full evals of the real probe set, MATCH as in FLIP_PATTERN.
-
-    Forty steps teach the tiny model nothing, so the matches are set here and written by the real writer.
-    """
-    ledger_path = copy_ledger(short_run.ledger, tmp_path_factory.mktemp("flips") / "ledger.db")
-    template = next(event for event in short_run.events if event.is_full)
-    with LedgerReader(ledger_path) as reader:
-        info = replace(reader.run(short_run.run_id), id="f11p5000000", name="flips", status=RunStatus.RUNNING)
-    ledger = open_ledger(ledger_path)
-    create_run(ledger, info)
-    writer = LedgerWriter(ledger, info.id)
-    for index, step in enumerate((20, 40, 60)):
-        probes = tuple(
-            replace(probe, match=pattern[index],
-                    model_output=probe.golden if pattern[index] else ESCAPE_OUTPUT)  # fmt: skip
-            for probe, pattern in ((template.probes[pid], FLIP_PATTERN[pid]) for pid in FLIP_PATTERN)
-        )
-        accuracy = sum(p.match for p in probes) / len(probes)
-        writer.submit(replace(template, run_id=info.id, step=step, probes=probes, probe_accuracy=accuracy, id=None))
-    writer.close(RunStatus.FINISHED)
-    ledger.close()
-    return ledger_path
-
 
 def test_run_summary_takes_the_last_batch_loss_and_the_last_full_eval(short_run):
     (batch_loss,) = rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1",

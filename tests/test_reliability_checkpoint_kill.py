@@ -11,11 +11,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from support import headless_command
 
 from twotier.engine.resume import TRAINER_STATE, find_resume_point
 from twotier.store import LedgerReader, RunStatus
@@ -25,8 +26,7 @@ KILLS = int(os.environ.get("TWOTIER_KILLS", "5"))
 
 
 def start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(tmp_path / "config.json"), *extra]
-    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(headless_command(tmp_path / "config.json", *extra), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
 def kill_after_first_event(process: subprocess.Popen[str], rng: random.Random) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from reliability_helpers import PYTHON, REPO, integrity, new_run, start_writer_process
+from support import integrity, new_run, start_headless, start_writer_process
 
 from twotier.store import LedgerReader, RunStatus
 from twotier.store.reader import STALE_AFTER_S
@@ -51,26 +47,9 @@ def test_writer_killed_at_random_points_leaves_an_intact_ledger_with_every_commi
     assert committed_total > 0
 
 
-def headless(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
-    """A headless training as a user starts it, from its own folder; returns once its first event is printed."""
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"eval_samples": 16, "probe_size": 4, "max_length": 64, "max_new_tokens": 4,
-                                  "batch_size": 8, "learning_rate": 0.003}))  # fmt: skip
-    command = [PYTHON, "-m", "twotier.tui.cli", "--headless", "--config", str(config), "--ledger",
-               str(tmp_path / "ledger.db"), "--output-dir", str(tmp_path / "out"), "--max-steps", "5000",
-               "--log-steps", "1", "--eval-steps", "1000", *args]  # fmt: skip
-    child = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb"})  # fmt: skip
-    assert child.stdout is not None
-    for line in child.stdout:
-        if "FAST LOG - Step" in line:
-            return child
-    pytest.fail(f"the run printed no event: {child.communicate()[1]}")
-
-
 @pytest.mark.parametrize("kill", range(TRAINING_KILLS))
 def test_training_killed_mid_run_leaves_an_intact_ledger_and_a_stale_run(tmp_path, kill):
-    child = headless(tmp_path)
+    child = start_headless(tmp_path)
     time.sleep(random.Random(kill).uniform(0.0, 1.5))
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)
@@ -83,7 +62,7 @@ def test_training_killed_mid_run_leaves_an_intact_ledger_and_a_stale_run(tmp_pat
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_finishes_the_step_checkpoints_flushes_and_marks_the_run_stopped(tmp_path, signum, status):
-    child = headless(tmp_path)
+    child = start_headless(tmp_path)
     child.send_signal(signum)
     out, err = child.communicate(timeout=120)
     assert child.returncode == status, err

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from reliability_helpers import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
+from support import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
 
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger

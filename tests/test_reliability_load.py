@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from reliability_helpers import event, integrity, new_run
+from support import event, integrity, new_run
 
 from twotier.store import LedgerReader, LedgerWriter, RunStatus
 from twotier.store.db import JOURNAL_LIMIT_BYTES, WAL_AUTOCHECKPOINT_PAGES

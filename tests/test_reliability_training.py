@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import torch
-from reliability_helpers import train_tiny
+from support import train_tiny
 from transformers import TrainerCallback
 
 from twotier.store import Kind, LedgerReader, RunStatus
@@ -38,9 +38,9 @@ class EvalOutOfMemory(TrainerCallback):
 
 
 def test_a_nan_loss_is_recorded_and_stops_the_run_as_failed_naming_the_step_and_example(tmp_path):
-    ended, events = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)]})
+    ended = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)]})
     assert ended.status is RunStatus.FAILED
-    nan_event = next(e for e in events if not e.loss_is_finite)
+    nan_event = next(e for e in ended.events if not e.loss_is_finite)
     assert nan_event.step == 3
     assert "nan at step 3 on example 'reverse " in ended.error
     with LedgerReader(tmp_path / "ledger.db") as reader:
@@ -53,7 +53,7 @@ def test_a_nan_loss_is_recorded_and_stops_the_run_as_failed_naming_the_step_and_
 
 def test_with_stop_on_nan_off_training_goes_on_and_records_nan(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="twotier.engine"):
-        ended, events = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)]}, stop_on_nan=False)
+        ended = train_tiny(tmp_path, {"callbacks": [NanFromStep(3)]}, stop_on_nan=False)
     assert ended.status is RunStatus.FINISHED
     with LedgerReader(tmp_path / "ledger.db") as reader:
         stored = list(reader.iter_events(ended.run_id))
@@ -64,7 +64,7 @@ def test_with_stop_on_nan_off_training_goes_on_and_records_nan(tmp_path, caplog)
 
 def test_a_full_eval_that_runs_out_of_memory_is_recorded_without_results_and_training_goes_on(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="twotier.engine"):
-        ended, _ = train_tiny(tmp_path, {"callbacks": [EvalOutOfMemory()]}, eval_steps=4)
+        ended = train_tiny(tmp_path, {"callbacks": [EvalOutOfMemory()]}, eval_steps=4)
     assert ended.status is RunStatus.FINISHED, ended.error
     with LedgerReader(tmp_path / "ledger.db") as reader:
         fulls = [e for e in reader.iter_events(ended.run_id) if e.kind is Kind.FULL]

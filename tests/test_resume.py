@@ -7,12 +7,13 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from support import headless_command
 
 from twotier.engine.config import load_config
 from twotier.engine.resume import find_resume_point, last_complete_checkpoint
@@ -50,8 +51,8 @@ def killed_headless_run(tmp_path: Path, after_step: int) -> tuple[Path, str]:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**REFERENCE, "ledger": str(tmp_path / "ledger.db"),
                                   "output_dir": str(tmp_path / "out")}))  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(config)],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    process = subprocess.Popen(headless_command(config), cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("📍 FAST LOG - Step") and int(line.split()[-1]) >= after_step:
@@ -125,7 +126,7 @@ def test_headless_resume_flag_finishes_a_run_stopped_by_ctrl_c(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**REFERENCE, "max_steps": 60, "eval_steps": 0, "ledger": str(tmp_path / "ledger.db"),
                                   "output_dir": str(tmp_path / "out")}))  # fmt: skip
-    command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--config", str(config)]
+    command = headless_command(config)
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     next(line for line in process.stdout if line.startswith("📍 FAST LOG"))

@@ -47,7 +47,7 @@ def test_stop_finishes_the_step_writes_a_checkpoint_and_marks_the_run_stopped(tm
     assert checkpoints, "a stopped run leaves a checkpoint to resume from"
 
 
-def test_pause_shows_in_the_ledger_and_resume_continues(tmp_path):
+def test_pause_shows_in_the_ledger_and_unpause_continues(tmp_path):
     run = long_run(tmp_path)
     run.pause()
     assert wait_for_status(tmp_path / "ledger.db", run.run_id, RunStatus.PAUSED)
@@ -55,7 +55,7 @@ def test_pause_shows_in_the_ledger_and_resume_continues(tmp_path):
         run.events.get()
     time.sleep(0.5)
     assert run.events.empty(), "no events while paused"
-    run.resume()
+    run.unpause()
     assert run.events.get(timeout=60).step > 0
     assert wait_for_status(tmp_path / "ledger.db", run.run_id, RunStatus.RUNNING)
     run.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from twotier.engine.errors import ConfigError
-from twotier.engine.tiers import TierSettings
+from twotier.engine.cadence import TierSettings
 from twotier.store import Kind
 
 

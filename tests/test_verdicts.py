@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_headless_cli import headless
+from support import headless, poisoned_model
 
 from twotier.store import LedgerReader
 from twotier.tui.cli import main
-from twotier.tui.headless import VERDICT_EXIT, Thresholds
+from twotier.tui.console.headless import VERDICT_EXIT, Thresholds
 
 SHORT = ["--max-steps", "10", "--log-steps", "5", "--eval-steps", "10", "--batch-size", "16"]
 
@@ -88,13 +88,14 @@ def test_a_run_that_meets_its_thresholds_exits_0_with_a_pass_line(tmp_path):
     assert result.stdout.strip().splitlines()[-1].startswith("✔ verdict: pass: probe accuracy ")
 
 
-def test_fail_on_nan_fails_a_run_whose_grad_norm_became_nan(tmp_path):
-    # At this learning rate the second step's gradient overflows while its loss is still finite,
-    # so the engine finishes the run and only the verdict catches it.
-    args = ["--max-steps", "2", "--log-steps", "1", "--eval-steps", "0", "--learning-rate", "1e4", "--fail-on-nan"]
-    result = headless(tmp_path, *args)
+def test_fail_on_nan_fails_a_run_whose_loss_became_nan(tmp_path):
+    # The model's weights hold a NaN, so every loss is NaN on any CPU; with stop_on_nan off the engine
+    # finishes the run and only the verdict catches it.
+    model = poisoned_model(tmp_path / "model")
+    args = ["--max-steps", "2", "--log-steps", "1", "--eval-steps", "0", "--model", str(model), "--fail-on-nan"]
+    result = headless(tmp_path, *args, config={"stop_on_nan": False})
     assert result.returncode == VERDICT_EXIT, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "✖ verdict: FAIL (exit 3): grad norm is nan at step 2 (--fail-on-nan)"
+    assert result.stdout.strip().splitlines()[-1] == "✖ verdict: FAIL (exit 3): loss is nan at step 1 (--fail-on-nan)"
 
 
 def test_json_prints_one_object_per_event_on_stdout_and_the_summary_on_stderr(tmp_path):

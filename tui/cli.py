@@ -10,7 +10,7 @@ from typing import Any
 
 from ..engine.config import Config, load_config
 from ..store import DEFAULT_LEDGER, TwoTierError
-from .headless import VERDICT_EXIT, Thresholds, run_headless
+from .console.headless import VERDICT_EXIT, Thresholds, run_headless
 
 DEFAULT_CONFIG = Path("config.json")
 

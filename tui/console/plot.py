@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..store import TwoTierError
-from ..store.query import Curves
-from .text import printable
+from ...store import TwoTierError
+from ...store.query import Curves
+from ..text import printable
 
 
 def plot_curves(all_curves: list[Curves], out: Path) -> None:

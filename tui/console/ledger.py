@@ -10,16 +10,15 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError
-from ..store import query
-from ..store.backup import backup_ledger
-from ..store.export import (
+from ...store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError
+from ...store import query
+from ...store.backup import backup_ledger
+from ...store.export import (
     EVENT_COLUMNS,
     FORMATS,
     PROBE_COLUMNS,
@@ -28,9 +27,9 @@ from ..store.export import (
     write_parquet,
     write_records,
 )
-from .blocks import fmt_gap, fmt_loss
+from ..render import EVAL_COLUMNS, fmt_clock, fmt_duration, fmt_fraction, fmt_loss
+from ..text import clip, printable
 from .plot import plot_curves
-from .text import clip, printable
 
 Command = Callable[[LedgerReader, argparse.Namespace, TextIO], int]
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -38,6 +37,7 @@ CHART_HEIGHT = 6
 CHART_WIDTH = 60
 CELL_LIMIT = 48
 RUN_HELP = "a run id, a unique id prefix, a run name, or 'latest'"
+COMPARED = ("val", "probes", "gap", "train")  # the full-eval columns `compare` puts side by side
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,9 +119,9 @@ def _backup(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
 
 def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     rows = [
-        [s.run.id, cell(s.run.name), s.status, cell(s.run.model, 30), _steps(s.run), _clock(s.run.started_at),
-         _duration(s.duration_s), fmt_loss(s.final_train_loss), fmt_loss(s.final_val_loss),
-         _fraction(s.final_probe_accuracy)]
+        [s.run.id, cell(s.run.name), s.status, cell(s.run.model, 30), _steps(s.run), fmt_clock(s.run.started_at),
+         fmt_duration(s.duration_s), fmt_loss(s.final_train_loss), fmt_loss(s.final_val_loss),
+         fmt_fraction(s.final_probe_accuracy)]
         for s in query.run_summaries(reader, args.status)
     ]  # fmt: skip
     headers = ["id", "name", "status", "model", "steps", "started", "took", "train loss", "val loss", "probe acc"]
@@ -134,7 +134,7 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     summary = query.summarize(reader, run)
     lines = [f"run {run.id}  {cell(run.name)}  {summary.status}",
              f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {_steps(run)}"
-             f" · started {_clock(run.started_at)} · took {_duration(summary.duration_s)}"]  # fmt: skip
+             f" · started {fmt_clock(run.started_at)} · took {fmt_duration(summary.duration_s)}"]  # fmt: skip
     if run.error:
         lines.append(f"error: {cell(run.error, 400)}")
     lines += ["", "config"] + _indent(table(["key", "value"], [[key, _value(v)] for key, v in sorted(run.config.items())]))
@@ -159,15 +159,12 @@ def _compare(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int
     ]))  # fmt: skip
     diff = [[key, *(_value(value) for value in values)] for key, values in result.config_diff.items()]
     lines += ["", f"config keys that differ: {len(diff)}"] + _indent(table(["key", *tags], diff) if diff else [])
-    metrics: list[tuple[str, Callable[[Any], str]]] = [
-        ("val loss", lambda e: fmt_loss(e.val_loss)), ("probe acc", lambda e: _fraction(e.probe_accuracy)),
-        ("gap", lambda e: fmt_gap(e.gap)), ("train mean", lambda e: fmt_loss(e.train_loss_mean)),
-    ]  # fmt: skip
-    headers = ["step"] + [f"{name} {tag}" for name, _ in metrics for tag in tags]
+    metrics = [next(column for column in EVAL_COLUMNS if column.key == key) for key in COMPARED]
+    headers = ["step"] + [f"{column.header} {tag}" for column in metrics for tag in tags]
     rows = [
         [str(step)] + [
-            show(result.evals[run.id][step]) if step in result.evals[run.id] else "-"
-            for _, show in metrics for run in result.runs
+            column.text(result.evals[run.id][step]) if step in result.evals[run.id] else "-"
+            for column in metrics for run in result.runs
         ]
         for step in result.steps
     ]  # fmt: skip
@@ -271,15 +268,7 @@ def _open_out(path: Path) -> Any:
 def _eval_table(evals: list[Any]) -> list[str]:
     if not evals:
         return ["(no full evals)"]
-    headers = ["step", "train mean", "val loss", "gap", "probe acc", "token acc", "example", "eval s"]
-    rows = [
-        [str(e.step), fmt_loss(e.train_loss_mean), fmt_loss(e.val_loss),
-         fmt_gap(e.gap) + (" !" if e.gap_ok is False else ""),  # over the run's gap_threshold
-         _fraction(e.probe_accuracy), _fraction(e.probe_token_accuracy), "MATCH" if e.match else "no match",
-         "-" if e.eval_seconds is None else f"{e.eval_seconds:.2f}"]
-        for e in evals
-    ]  # fmt: skip
-    return table(headers, rows)
+    return table([c.header for c in EVAL_COLUMNS], [[c.text(e) for c in EVAL_COLUMNS] for e in evals])
 
 
 def _probe_table(changes: list[query.ProbeChange]) -> list[str]:
@@ -309,20 +298,6 @@ def _steps(run: Any) -> str:
     return f"{run.last_step}/{run.max_steps}" if run.max_steps else str(run.last_step)
 
 
-def _clock(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s" if rest >= 60 else f"{rest}s"
-
-
-def _fraction(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return cell(text, 80)
@@ -338,7 +313,7 @@ def _is_number(value: str) -> bool:
     if value in ("-", ""):
         return True
     try:
-        float(value.rstrip(" !"))
+        float(value.split(" ")[0])
     except ValueError:
         return False
     return True

@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
-from ...store import StepEvent
-from ...store.reader import LossHistory
-from ..blocks import fmt_loss, gap_mark
+from ....store import StepEvent
+from ....store.reader import LossHistory
+from ...render import fmt_loss, gap_mark
 
 CAPACITY = 256
 

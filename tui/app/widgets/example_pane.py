@@ -9,8 +9,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import RichLog
 
-from ...store import StepEvent
-from ..blocks import RULE, event_block
+from ....store import StepEvent
+from ...render import HEADLESS_RULE, event_block
 
 MAX_BLOCKS = 200
 # Blocks are bounded by line count; a block is about 16 lines, more when long texts wrap.
@@ -20,19 +20,8 @@ NOT_FOLLOWING = "NOT following (scrolled up): End or f follows"
 
 
 def block_text(event: StepEvent, width: int) -> Text:
-    """One event's block as styled text; the data lines stay plain text, never markup."""
-    text = Text()
-    for line in event_block(event):
-        if line == RULE:
-            text.append("─" * min(len(RULE), max(width, 1)) + "\n", style="dim")
-        elif line.startswith(("🔍 FULL EVAL", "📍 FAST LOG")):
-            text.append(line + "\n", style="bold magenta" if event.is_full else "bold cyan")
-        elif line in ("✅ MATCH", "❌ NO MATCH"):
-            text.append(line + "\n", style="bold green" if event.match else "bold red")
-        else:
-            text.append(line + "\n")
-    text.rstrip()
-    return text
+    """One event's block as the headless view prints it, with a rule as wide as the pane."""
+    return event_block(event, rule="─" * min(len(HEADLESS_RULE), max(width, 1)))
 
 
 class ExamplePane(RichLog):
@@ -67,7 +56,7 @@ class ExamplePane(RichLog):
         if self._pending:
             self.newest = self._pending[-1]
         if flush:
-            width = self.scrollable_content_region.width or len(RULE)
+            width = self.scrollable_content_region.width or len(HEADLESS_RULE)
             while self._pending:
                 self.write(block_text(self._pending.popleft(), width), scroll_end=self.following)
             self._show_title()

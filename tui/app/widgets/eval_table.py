@@ -11,14 +11,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from ...store import StepEvent
-from ..blocks import fmt_gap, fmt_loss, gap_mark
-
-# (key, header); the header of the sorted column gets an arrow.
-COLUMNS = (
-    ("step", "step"), ("train", "train loss"), ("val", "val loss"), ("gap", "gap"),
-    ("match", "MATCH"), ("heldout", "held-out"), ("seconds", "eval s"),
-)  # fmt: skip
+from ....store import StepEvent
+from ...render import EVAL_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -36,18 +30,7 @@ class Cell:
 
 
 def eval_cells(event: StepEvent) -> list[Cell]:
-    match = "-" if event.match is None else ("✅" if event.match else "❌")
-    heldout = "-" if event.probe_accuracy is None else f"{event.probe_accuracy:.2f}"
-    seconds = "-" if event.eval_seconds is None else f"{event.eval_seconds:.2f}"
-    return [
-        Cell(str(event.step), event.step),
-        Cell(fmt_loss(event.train_loss_mean), event.train_loss_mean),
-        Cell(fmt_loss(event.val_loss), event.val_loss),
-        Cell(f"{fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip(), event.gap),
-        Cell(match, event.match),
-        Cell(heldout, event.probe_accuracy),
-        Cell(seconds, event.eval_seconds),
-    ]
+    return [Cell(column.text(event), column.value(event)) for column in EVAL_COLUMNS]
 
 
 class EvalTable(DataTable):
@@ -77,8 +60,8 @@ class EvalTable(DataTable):
         self._by_step: list[tuple[int, int]] = []
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for column in EVAL_COLUMNS:
+            self.add_column(column.header, key=column.key)
         self._show_sort()
 
     @property
@@ -112,7 +95,7 @@ class EvalTable(DataTable):
         return ids[index - 1] if index > 0 else None
 
     def action_sort_next(self) -> None:
-        keys = [key for key, _ in COLUMNS]
+        keys = [column.key for column in EVAL_COLUMNS]
         self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
         self._sort()
 
@@ -132,7 +115,7 @@ class EvalTable(DataTable):
         self._show_sort()
 
     def _show_sort(self) -> None:
-        label = dict(COLUMNS)[self.sort_column]
+        label = next(column.header for column in EVAL_COLUMNS if column.key == self.sort_column)
         order = "↓ high first" if self.descending else "↑ low first"
         if self.in_arrival_order:
             order = "↑ newest last"

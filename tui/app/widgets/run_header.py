@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -10,8 +9,9 @@ from collections.abc import Callable, Iterable
 from rich.text import Text
 from textual.widgets import Static
 
-from ...store import RunInfo, StepEvent
-from ..text import printable
+from ....store import RunInfo, StepEvent
+from ...render import fmt_duration
+from ...text import printable
 
 RATE_WINDOW = 20
 BAR_WIDTH = 24
@@ -24,13 +24,6 @@ STATUS_MARKS = {
     "stale": ("? stale (no heartbeat)", "bold magenta"),
     "waiting": ("… waiting for the run", "bold"),
 }
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def progress_bar(step: int, total: int | None, width: int = BAR_WIDTH) -> str:

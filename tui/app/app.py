@@ -1,7 +1,8 @@
 """`twotier-tui`'s app: it tails a run's ledger and shows it, and owns the training run when it trains here.
 
-What it shows always comes from the ledger, read in a worker thread; an in-process run is only
-started, paused, stopped and waited for.
+What it shows always comes from the ledger, read in a worker thread; a run trained here (an engine
+`TrainingRun`, whose thread imports torch, so the app opens first) is only started, paused, stopped and
+waited for. Every failure of a worker reaches one handler, `on_worker_state_changed`, which shows it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Footer
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..store import LedgerReader, RunStatus, TwoTierError
-from .tailer import CHUNK, Poll, Tail
-from .text import printable
-from .training import EngineEnded, EngineStarted, InProcessRun
+from ...store import LedgerReader, RunStatus, TwoTierError
+from ...store.tail import CHUNK, Poll, Tail
+from ..text import printable
 from .widgets.confirm import Confirm
 from .widgets.eval_detail import EvalDetail
 from .widgets.eval_table import EvalTable
@@ -37,8 +37,9 @@ from .widgets.run_header import RunHeader
 from .widgets.run_picker import RunPicker
 
 if TYPE_CHECKING:
-    from ..engine.config import Config
-    from ..engine.resume import ResumePoint
+    from ...engine.config import Config
+    from ...engine.resume import ResumePoint
+    from ...engine.runner import RunEnded, TrainingRun
 
 POLL_S = 0.3
 HANGUP_EXIT = 129
@@ -52,6 +53,13 @@ class Polled(Message):
     poll: Poll
 
 
+@dataclass
+class EngineEnded(Message):
+    """The run trained in this process ended."""
+
+    ended: RunEnded
+
+
 class TwoTierApp(App[int]):
     """The run's header, example pane, loss sparklines and full-eval table; keys in the footer."""
 
@@ -60,7 +68,7 @@ class TwoTierApp(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     read_chunk = CHUNK  # events per ledger read while catching up with a long run
     BINDINGS = [
-        Binding("p", "pause", "Pause/Resume"),
+        Binding("p", "pause", "Pause/Unpause"),
         Binding("x", "stop", "Stop"),
         Binding("f", "follow", "Follow"),
         Binding("r", "runs", "Runs"),
@@ -69,13 +77,15 @@ class TwoTierApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, ledger: Path, run_ref: str = "latest", *, config: Config | None = None,
-                 resume: ResumePoint | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(self, ledger: Path, run_ref: str | None = None, *, engine: TrainingRun | None = None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        """Show run `run_ref` of `ledger` (None: the newest run, moving on to each newer one), or the run
+        `engine` trains in this process."""
         super().__init__()
         self.ledger = ledger
-        self.run_ref = run_ref
+        self.run_ref = engine.run_id if engine is not None else run_ref
         self.clock = clock
-        self.engine = InProcessRun(config, self.post_message, resume) if config is not None else None
+        self.engine = engine
         self.run_id: str | None = None
         self.caught_up = False
         self._generation = 0
@@ -92,31 +102,34 @@ class TwoTierApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        if self.engine is None:
-            self.show_run(self.run_ref)
-            return
-        self.query_one(RunHeader).set_note("starting: loading the model and data…")
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
-        self.engine.start()
+        self.show_run(self.run_ref)
+        if self.engine is not None:
+            self.query_one(RunHeader).set_note("starting: loading the model and data…")
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
+            self.engine.start()
+            self._watch_engine(self.engine)
 
     def on_unmount(self) -> None:
         if self.engine is not None:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
-    def show_run(self, run_ref: str) -> None:
+    def show_run(self, run_ref: str | None) -> None:
         """Show another run (or the first): clear the screen's state and tail it from its start."""
         self._generation += 1
         self.run_id = None
         self.caught_up = False
         self._read = 0
+        self._reset_widgets()
+        self._follow(self._generation, run_ref)
+
+    def _reset_widgets(self) -> None:
         self.query_one(RunHeader).reset()
         self.query_one(ExamplePane).reset()
         self.query_one(LossChart).reset()
         self.query_one(EvalTable).reset()
-        self._follow(self._generation, run_ref)
 
-    @work(thread=True, exclusive=True, group="tail")
-    def _follow(self, generation: int, run_ref: str) -> None:
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
+    def _follow(self, generation: int, run_ref: str | None) -> None:
         worker = get_current_worker()
         tail = Tail(self.ledger, run_ref, clock=self.clock, chunk=self.read_chunk,
                     probes_for_last=self.query_one(ExamplePane).max_blocks)  # fmt: skip
@@ -128,8 +141,9 @@ class TwoTierApp(App[int]):
                 if poll.events or (poll.run, poll.status, poll.more) != seen:
                     self.post_message(Polled(generation, poll))
                     seen = (poll.run, poll.status, poll.more)
-                # A resumed run still reads as ended until its engine has reopened it in the ledger.
-                if poll.ended and (self.engine is None or self.engine.ended is not None):
+                # A resumed run still reads as ended until its engine has reopened it in the ledger; a
+                # viewer that follows the newest run keeps looking for the next one.
+                if poll.ended and not tail.follows_newest and (self.engine is None or self.engine.ended is not None):
                     return
                 if not poll.more:
                     worker.cancelled_event.wait(POLL_S)
@@ -141,6 +155,11 @@ class TwoTierApp(App[int]):
             return  # a poll of the run shown before a switch
         poll = message.poll
         header = self.query_one(RunHeader)
+        if poll.switched_from is not None:
+            self._read = 0
+            self._reset_widgets()
+            name = poll.run.name if poll.run is not None else "?"
+            self.notify(printable(f"a newer run started: now showing {name}"), markup=False)
         if poll.run is not None:
             self.run_id = poll.run.id
         header.set_run(poll.run, poll.status)
@@ -156,19 +175,34 @@ class TwoTierApp(App[int]):
         self.query_one(ExamplePane).add(poll.events, flush=not poll.more)
         self.caught_up = self.caught_up or not poll.more
 
-    def on_engine_started(self, message: EngineStarted) -> None:
-        self.query_one(RunHeader).set_note(None)
-        self.show_run(message.run_id)
-        self.refresh_bindings()
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed read (a damaged ledger, a newer schema…) is shown: in the header and a notice."""
+        if event.state is not WorkerState.ERROR or event.worker.error is None:
+            return
+        error = event.worker.error
+        message = str(error) if isinstance(error, TwoTierError) else f"{type(error).__name__}: {error}"
+        self.query_one(RunHeader).set_note(f"cannot read the ledger: {message}")
+        self.notify(printable(message), title="cannot read the ledger", severity="error", timeout=30, markup=False)
+
+    @work(thread=True, group="engine", exit_on_error=False)
+    def _watch_engine(self, engine: TrainingRun) -> None:
+        from ...engine.runner import RunEnded
+
+        # The app shows the ledger; this queue is drained only to learn how the run ended.
+        while not isinstance(message := engine.events.get(), RunEnded):
+            pass
+        engine.join()
+        self.post_message(EngineEnded(message))
 
     def on_engine_ended(self, message: EngineEnded) -> None:
         header = self.query_one(RunHeader)
-        if message.status is RunStatus.FAILED:
-            header.set_note(f"training failed: {message.error}")
-            self.notify(printable(message.error or "training failed"), title="training failed",
+        ended = message.ended
+        if ended.status is RunStatus.FAILED:
+            header.set_note(f"training failed: {ended.error}")
+            self.notify(printable(ended.error or "training failed"), title="training failed",
                         severity="error", timeout=30, markup=False)  # fmt: skip
         else:
-            header.set_note(f"training {message.status.value}; q quits")
+            header.set_note(f"training {ended.status.value}; q quits")
         self.refresh_bindings()
         if self._hung_up:
             # The run is stopped, checkpointed and flushed; with the terminal gone, Textual's shutdown
@@ -196,8 +230,8 @@ class TwoTierApp(App[int]):
         if self.engine is None:
             return
         if self.engine.paused:
-            self.engine.resume()
-            self.notify("resuming")
+            self.engine.unpause()
+            self.notify("unpausing")
         else:
             self.engine.pause()
             self.notify("pausing after the current step")
@@ -255,19 +289,21 @@ class TwoTierApp(App[int]):
         if message.data_table is not table or self.run_id is None or message.row_key.value is None:
             return
         event_id = int(message.row_key.value)
-        self.push_screen(EvalDetail(self.ledger, self.run_id, event_id, table.previous_of(event_id)))
+        self.push_screen(EvalDetail(self.ledger, event_id, table.previous_of(event_id)))
 
 
 def make_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None,
              clock: Callable[[], float] = time.time, resume: ResumePoint | None = None) -> TwoTierApp:  # fmt: skip
-    """The app that trains `config` here (continuing `resume`, if given), or that shows run `run_ref`
-    (default: latest) of ledger `attach`."""
+    """The app that trains `config` here (continuing `resume`, if given), or that shows run `run_ref` of
+    ledger `attach` (without one: the newest run, and each newer one as it starts)."""
     if config is not None:
-        return TwoTierApp(Path(config.ledger), config=config, resume=resume, clock=clock)
+        from ...engine.runner import TrainingRun  # no torch yet: the run's thread imports it
+
+        return TwoTierApp(Path(config.ledger), engine=TrainingRun(config, resume=resume), clock=clock)
     if attach is None:
         raise TypeError("make_app needs a config to train or a ledger to attach to")
     with LedgerReader(attach) as reader:  # a missing ledger or an unknown run is an error before the app opens
-        resolved = reader.run(run_ref).id if run_ref is not None else "latest"
+        resolved = reader.run(run_ref).id if run_ref is not None else None
     return TwoTierApp(Path(attach), resolved, clock=clock)
 
 
@@ -278,7 +314,12 @@ def run_app(config: Config | None = None, attach: Path | None = None, run_ref: s
     try:
         app.run()
     finally:
-        ended = app.engine.stop_and_wait() if app.engine is not None else None
+        engine = app.engine
+        if engine is not None and engine.started:
+            # However the app ended, leave no run mid-step: stop it the clean way and wait for its end.
+            engine.stop()
+            engine.join()
+    ended = app.engine.ended if app.engine is not None else None
     if ended is not None and ended.status is RunStatus.FAILED:
         raise TwoTierError(ended.error or "training failed", exit_code=ended.exit_code)
     return app.return_code if app.return_code is not None else 0

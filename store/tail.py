@@ -2,6 +2,8 @@
 
 A poll costs one run lookup and one indexed range read past the high-water mark, so its cost follows
 what is new, not the length of the run. Use a `Tail` from one thread (peewee connects per thread).
+Errors reach the caller (a damaged ledger is one `LedgerError`); only a ledger still being created
+and a run not yet recorded read as `waiting`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..store import LedgerError, LedgerReader, RunInfo, StepEvent
-from ..store.reader import LossHistory
+from .errors import LedgerNotReady, RunNotFound
+from .reader import LedgerReader, LossHistory
+from .records import RunInfo, StepEvent
 
 CHUNK = 2000
 WAITING = "waiting"
@@ -38,6 +41,8 @@ class Poll:
     events: list[StepEvent] = field(default_factory=list)
     more: bool = False
     opening: Opening | None = None
+    # Following the newest run: the run shown before this poll found a newer one (None otherwise).
+    switched_from: RunInfo | None = None
 
     @property
     def ended(self) -> bool:
@@ -46,14 +51,15 @@ class Poll:
 
 
 class Tail:
-    """Follows one run (an id, a name, or `latest`) of the ledger at `path` from its high-water mark.
+    """Follows one run of the ledger at `path` from its high-water mark: `run_ref` (an id, a name), or
+    with `run_ref=None` the newest run, moving on to each newer run as it starts.
 
     Only the full evals among the last `probes_for_last` events of a poll get their probe set: the
     app draws no more than those, and reading the probes of every eval of a long run would dominate.
     """
 
-    def __init__(self, path: Path, run_ref: str, *, clock: Callable[[], float] = time.time, chunk: int = CHUNK,
-                 probes_for_last: int = CHUNK) -> None:  # fmt: skip
+    def __init__(self, path: Path, run_ref: str | None, *, clock: Callable[[], float] = time.time,
+                 chunk: int = CHUNK, probes_for_last: int = CHUNK) -> None:  # fmt: skip
         self.path = path
         self.run_ref = run_ref
         self.last_id = 0
@@ -61,7 +67,11 @@ class Tail:
         self._chunk = chunk
         self._probes_for_last = probes_for_last
         self._reader: LedgerReader | None = None
-        self._run_id: str | None = None
+        self._run: RunInfo | None = None
+
+    @property
+    def follows_newest(self) -> bool:
+        return self.run_ref is None
 
     def poll(self) -> Poll:
         """Read what is new. While the ledger or the run does not exist yet, the status is `waiting`."""
@@ -69,12 +79,16 @@ class Tail:
         run = self._resolve(reader) if reader is not None else None
         if reader is None or run is None:
             return Poll(None, WAITING)
+        switched_from = None
+        if self._run is not None and run.id != self._run.id:
+            switched_from, self.last_id = self._run, 0
+        self._run = run
         opening = None
         if self.last_id == 0 and reader.count_events(run.id) > self._chunk:
             events = reader.recent_events(run.id, self._probes_for_last)
             first_id = events[0].id or 0
             opening = Opening(reader.loss_history(run.id, HISTORY_POINTS, first_id),
-                              reader.full_evals(run.id, OPENING_EVALS, first_id))  # fmt: skip
+                              reader.full_evals(run.id, last=OPENING_EVALS, before_id=first_id))  # fmt: skip
         else:
             events = reader.events_after(run.id, self.last_id, self._chunk)
         if events and events[-1].id is not None:
@@ -85,7 +99,7 @@ class Tail:
             event = events[index]
             if event.is_full and event.id is not None:
                 events[index] = replace(event, probes=reader.probes(event.id))
-        return Poll(run, reader.run_status(run, self._clock()), events, more, opening)
+        return Poll(run, reader.run_status(run, self._clock()), events, more, opening, switched_from)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -93,18 +107,17 @@ class Tail:
             self._reader = None
 
     def _open(self) -> LedgerReader | None:
-        # An in-process run creates its ledger only once the model is loaded: until then, wait.
+        # A run that trains in this process creates its ledger once the model is loaded: until then, wait.
         if self._reader is None and self.path.exists():
             try:
                 self._reader = LedgerReader(self.path)
-            except LedgerError:
+            except LedgerNotReady:
                 return None
         return self._reader
 
     def _resolve(self, reader: LedgerReader) -> RunInfo | None:
+        wanted = "latest" if self.follows_newest else (self._run.id if self._run is not None else self.run_ref)
         try:
-            run = reader.run(self._run_id or self.run_ref)
-        except LedgerError:
+            return reader.run(wanted or "latest")
+        except RunNotFound:
             return None
-        self._run_id = run.id
-        return run

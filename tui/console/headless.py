@@ -12,11 +12,11 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from ..engine.config import Config
-from ..engine.resume import ResumePoint
-from ..store import RunStatus, StepEvent, TwoTierError
-from ..store.export import EVENT_COLUMNS, event_record, write_records
-from .blocks import event_block, fmt_loss
+from ...engine.config import Config
+from ...engine.resume import ResumePoint
+from ...store import RunStatus, StepEvent, TwoTierError
+from ...store.export import EVENT_COLUMNS, event_record, write_records
+from ..render import event_block, fmt_loss
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 VERDICT_EXIT = 3
@@ -38,15 +38,15 @@ class Thresholds:
         if self.fail_on_nan and first_nan is None:
             checks.append((True, "every loss finite"))
         elif self.fail_on_nan and first_nan is not None:
-            step, name, value = first_nan
-            checks.append((False, f"{name.replace('_', ' ')} is {value} at step {step} (--fail-on-nan)"))
+            step, name, bad = first_nan
+            checks.append((False, f"{name.replace('_', ' ')} is {bad} at step {step} (--fail-on-nan)"))
         limits = (("probe accuracy", "probe_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
                   ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
                   ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip
         for name, field, flag, limit, is_max in limits:
             if limit is None:
                 continue
-            value = None if last_full is None else getattr(last_full, field)
+            value: float | None = None if last_full is None else getattr(last_full, field)
             if last_full is None or value is None or not math.isfinite(value):
                 checks.append((False, f"{name} was not measured by a full eval, so {flag} {limit:g} is not met"))
                 continue
@@ -83,7 +83,7 @@ class _Summary:
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
             if self.last_full.probe_accuracy is not None:
-                parts.append(f"held-out accuracy {self.last_full.probe_accuracy:.2f}")
+                parts.append(f"probe accuracy {self.last_full.probe_accuracy:.2f}")
         parts.append(f"ledger {ledger}")
         return "✔ " + ", ".join(parts) if status is RunStatus.FINISHED else "✖ " + ", ".join(parts)
 
@@ -101,7 +101,7 @@ def run_headless(
 
     With `json_lines`, `out` gets exactly one JSON object per event and the summary goes to `err`.
     """
-    from ..engine.runner import RunEnded, TrainingRun  # torch loads here, and only here
+    from ...engine.runner import RunEnded, TrainingRun
 
     run = TrainingRun(config, resume=resume)
     caught: list[int] = []
@@ -122,7 +122,7 @@ def run_headless(
             if json_lines:
                 write_records([event_record(message)], EVENT_COLUMNS, "jsonl", out, ascii_only=True)
             else:
-                out.write("\n".join(event_block(message)) + "\n")
+                out.write(event_block(message).plain + "\n")
             out.flush()
     finally:
         for sig, handler in previous.items():

@@ -1,0 +1,204 @@
+"""How twotier shows things, written once: numbers, times, an event's block, a full eval's row and detail.
+
+Every face calls this module: the headless printout and the ledger commands take the plain text of
+what it returns, the app's widgets the styled `rich.text.Text`. It never imports Textual or torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+
+from ..store.records import ProbeResult, StepEvent
+from .text import clip, printable
+
+TEXT_LIMIT = 400
+HEADLESS_RULE = "=" * 80
+DIFF_STYLE = "bold reverse"
+TITLE_STYLE = {True: "bold magenta", False: "bold cyan"}  # full eval, fast log
+MATCH_STYLE = {True: "bold green", False: "bold red"}
+
+
+def fmt_loss(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+def fmt_gap(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:+.4f}"
+
+
+def gap_mark(ok: bool | None) -> str:
+    """✅ within the run's gap_threshold, ⚠️ above it."""
+    return "" if ok is None else ("✅" if ok else "⚠️")
+
+
+def fmt_fraction(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def fmt_seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """H:MM:SS, the one way a duration, an elapsed time or an ETA is shown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    whole = int(round(seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def fmt_clock(timestamp: float) -> str:
+    """A wall-clock time in the local zone, to the minute."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def fmt_match(match: bool | None) -> str:
+    return "-" if match is None else ("✅" if match else "❌")
+
+
+def verdict(match: bool | None) -> str:
+    return "✅ MATCH" if match else "❌ NO MATCH"
+
+
+def show(text: str, limit: int | None = TEXT_LIMIT) -> str:
+    """Data text made safe for a terminal, cut at `limit` for display only (the ledger keeps it whole)."""
+    return printable(text if limit is None else clip(text, limit))
+
+
+def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str = HEADLESS_RULE) -> Text:
+    """One fast log or full eval as a block of lines; data text is printable and cut at `limit`."""
+    text = Text()
+
+    def line(content: str = "", style: str = "") -> None:
+        text.append(content + "\n", style=style)
+
+    kind = "🔍 FULL EVAL" if event.is_full else "📍 FAST LOG"
+    line(rule, "dim")
+    line(f"{kind} - Step {event.step}", TITLE_STYLE[event.is_full])
+    line(rule, "dim")
+    line("📝 PROMPT:")
+    line(show(event.prompt, limit))
+    line()
+    line(f"✅ GOLDEN ({event.golden_tokens} tokens):")
+    line(show(event.golden, limit))
+    line()
+    if event.is_full and event.model_output is not None:
+        line(f"🤖 MODEL ({event.output_tokens} tokens):")
+        line(show(event.model_output, limit))
+        line(verdict(event.match), MATCH_STYLE[bool(event.match)])
+    elif event.eval_error is not None:
+        line(f"🤖 MODEL: [Full eval failed - {show(event.eval_error, limit)}]")
+    else:
+        line("🤖 MODEL: [Skipped - fast log only]")
+    line(f"📉 LOSS ON THIS EXAMPLE: {fmt_loss(event.loss)}")
+    if event.is_full:
+        line(f"📊 Loss Comparison: Train={fmt_loss(event.train_loss_mean)} | Val={fmt_loss(event.val_loss)}"
+             f" | Gap={fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip())  # fmt: skip
+        if event.probe_accuracy is not None:
+            matched = sum(p.match for p in event.probes)
+            line(f"🎯 PROBES: {matched}/{len(event.probes)} MATCH ({fmt_fraction(event.probe_accuracy)})"
+                 f" | token accuracy {fmt_fraction(event.probe_token_accuracy)} | eval {fmt_seconds(event.eval_seconds)} s")  # fmt: skip
+    line(stats_line(event))
+    text.append(rule, style="dim")
+    return text
+
+
+def stats_line(event: StepEvent) -> str:
+    parts = [f"📈 batch loss {fmt_loss(event.batch_loss)}"]
+    if event.learning_rate is not None:
+        parts.append(f"lr {event.learning_rate:.2e}")
+    if event.grad_norm is not None:
+        parts.append(f"grad norm {event.grad_norm:.3f}")
+    if event.tokens_per_s is not None:
+        parts.append(f"{event.tokens_per_s:,.0f} tok/s")
+    parts.append(f"{event.elapsed_s:.1f} s")
+    return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class EvalColumn:
+    """One column of a full-eval table, in the app and in `twotier ledger show` alike."""
+
+    key: str
+    header: str
+    text: Callable[[StepEvent], str]
+    value: Callable[[StepEvent], Any]  # what the app sorts by
+
+
+EVAL_COLUMNS = (
+    EvalColumn("step", "step", lambda e: str(e.step), lambda e: e.step),
+    EvalColumn("train", "train loss", lambda e: fmt_loss(e.train_loss_mean), lambda e: e.train_loss_mean),
+    EvalColumn("val", "val loss", lambda e: fmt_loss(e.val_loss), lambda e: e.val_loss),
+    EvalColumn("gap", "gap", lambda e: f"{fmt_gap(e.gap)} {gap_mark(e.gap_ok)}".rstrip(), lambda e: e.gap),
+    EvalColumn("match", "MATCH", lambda e: fmt_match(e.match), lambda e: e.match),
+    EvalColumn("probes", "probe acc", lambda e: fmt_fraction(e.probe_accuracy), lambda e: e.probe_accuracy),
+    EvalColumn("seconds", "eval s", lambda e: fmt_seconds(e.eval_seconds), lambda e: e.eval_seconds),
+)
+
+
+def diff_texts(golden: str, output: str) -> tuple[Text, Text]:
+    """Golden and output with the characters that differ shown in reverse video (visible without colour)."""
+    golden_text, output_text = Text(), Text()
+    matcher = difflib.SequenceMatcher(None, golden, output, autojunk=False)
+    for tag, g0, g1, o0, o1 in matcher.get_opcodes():
+        style = "" if tag == "equal" else DIFF_STYLE
+        golden_text.append(printable(golden[g0:g1]), style=style)
+        output_text.append(printable(output[o0:o1]), style=style)
+    return golden_text, output_text
+
+
+def eval_detail(event: StepEvent, previous: tuple[ProbeResult, ...], previous_step: int | None) -> Text:
+    """A full eval in full: texts whole, output against golden with differences marked, and the probe set."""
+    golden, output = diff_texts(event.golden, event.model_output or "")
+    text = Text(f"🔍 FULL EVAL - Step {event.step}  ", style=TITLE_STYLE[True])
+    text.append(verdict(event.match), style=MATCH_STYLE[bool(event.match)])
+    text.append("\n\n📝 PROMPT\n", style="bold")
+    text.append(show(event.prompt, None))
+    text.append(f"\n\n✅ GOLDEN ({event.golden_tokens} tokens)\n", style="bold")
+    text.append_text(golden)
+    text.append(f"\n\n🤖 MODEL ({event.output_tokens} tokens)\n", style="bold")
+    text.append_text(output)
+    text.append("\n(differences in reverse video)\n\n", style="dim")
+    text.append(f"📉 loss on this example {fmt_loss(event.loss)}\n")
+    text.append(f"📊 train {fmt_loss(event.train_loss_mean)} | val {fmt_loss(event.val_loss)}"
+                f" | gap {fmt_gap(event.gap)} {gap_mark(event.gap_ok)}\n")  # fmt: skip
+    text.append_text(probe_set(event.probes, previous, previous_step))
+    return text
+
+
+def flip_mark(probe: ProbeResult, before: dict[int, ProbeResult]) -> str:
+    """How this probe's MATCH changed since the previous eval: ↑ newly right, ↓ newly wrong."""
+    previous = before.get(probe.probe_id)
+    if previous is None or previous.match == probe.match:
+        return "  "
+    return "↑ " if probe.match else "↓ "
+
+
+def probe_set(probes: tuple[ProbeResult, ...], previous: tuple[ProbeResult, ...], previous_step: int | None) -> Text:
+    before = {probe.probe_id: probe for probe in previous}
+    matched = sum(probe.match for probe in probes)
+    since = f"since step {previous_step}" if previous_step is not None else "(first eval: nothing to compare)"
+    text = Text(f"\n🎯 PROBE SET: {matched}/{len(probes)} MATCH · ↑/↓ flipped {since}\n", style="bold")
+    for probe in probes:
+        flip = flip_mark(probe, before)
+        text.append(flip, style="bold yellow" if flip.strip() else "")
+        text.append(fmt_match(probe.match) + " ")
+        text.append(f"#{probe.probe_id:<3} ", style="dim")
+        text.append(printable(probe.prompt))
+        text.append(" → ", style="dim")
+        text.append(printable(probe.model_output))
+        if not probe.match:
+            text.append("  (golden ", style="dim")
+            text.append(printable(probe.golden))
+            text.append(")", style="dim")
+        text.append("\n")
+    return text
