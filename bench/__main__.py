@@ -58,14 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             table.add([Row(name, "failed", None, note=f"{type(err).__name__}: {err}")])
         print(f"bench: {name} done in {time.perf_counter() - section_started:.0f} s", file=sys.stderr, flush=True)
-    header = (f"twotier bench{' --quick' if args.quick else ''}: {os.cpu_count()} cores, "
-              f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}, "
-              f"torch {torch.__version__} with {torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
-              f"{time.perf_counter() - started:.0f} s in all")  # fmt: skip
+    header = (
+        f"twotier bench{' --quick' if args.quick else ''}: {os.cpu_count()} cores, "
+        f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} thread(s), Python {platform.python_version()}, "
+        f"{time.perf_counter() - started:.0f} s in all"
+    )
     lines = [header, ""] + table.lines()
     print("\n".join(lines))
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    (BENCH_DIR / ("table-quick.txt" if args.quick else "table.txt")).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (BENCH_DIR / ("table-quick.txt" if args.quick else "table.txt")).write_text(
+        "\n".join(lines) + "\n", encoding="utf-8"
+    )
     return 0
 
 

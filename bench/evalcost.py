@@ -37,24 +37,42 @@ def measure(work: Workload, quick: bool) -> list[Row]:
     evaluators[EVAL_SIZES[0]].run(model, example)  # warm-up: first calls pay lazy initialisation
     for _ in range(repeats):
         for size, evaluator in evaluators.items():
-            by_samples[size].append(_timed(lambda: evaluator.run(model, example)))
+            by_samples[size].append(_timed(lambda e=evaluator: e.run(model, example)))
         for size, evaluator in probe_evaluators.items():
-            by_probes[size].append(_timed(lambda: evaluator.run(model, example)))
+            by_probes[size].append(_timed(lambda e=evaluator: e.run(model, example)))
         batched.append(_timed(lambda: one_batch.generate(model, prompts)))
         single.append(_timed(lambda: one_at_a_time.generate(model, prompts)))
     probe_default = work.config.probe_size
-    rows = [Row(SECTION, f"full eval, eval_samples={size}, probes={probe_default}", Sample.of(values), "s")
-            for size, values in by_samples.items()]  # fmt: skip
-    rows += [Row(SECTION, f"full eval, eval_samples=64, probes={size}", Sample.of(values), "s")
-             for size, values in by_probes.items()]  # fmt: skip
+    rows = [
+        Row(SECTION, f"full eval, eval_samples={size}, probes={probe_default}", Sample.of(values), "s")
+        for size, values in by_samples.items()
+    ]
+    rows += [
+        Row(SECTION, f"full eval, eval_samples=64, probes={size}", Sample.of(values), "s")
+        for size, values in by_probes.items()
+    ]
     small, large = by_samples[EVAL_SIZES[0]], by_samples[EVAL_SIZES[-1]]
     rows += [
-        Row(SECTION, f"growth: {EVAL_SIZES[-1]} / {EVAL_SIZES[0]} eval_samples", ratios(large, small), "x",
-            note=f"{EVAL_SIZES[-1] // EVAL_SIZES[0]}x the samples"),
-        Row(SECTION, f"growth: {PROBE_SIZES[-1]} / {PROBE_SIZES[0]} probes", ratios(by_probes[PROBE_SIZES[-1]],
-            by_probes[PROBE_SIZES[0]]), "x"),  # fmt: skip
-        Row(SECTION, f"generate {GENERATED} prompts, batched", Sample.of(batched), "s",
-            note=f"untrained demo model: every answer runs to max_new_tokens={work.config.max_new_tokens}"),
+        Row(
+            SECTION,
+            f"growth: {EVAL_SIZES[-1]} / {EVAL_SIZES[0]} eval_samples",
+            ratios(large, small),
+            "x",
+            note=f"{EVAL_SIZES[-1] // EVAL_SIZES[0]}x the samples",
+        ),
+        Row(
+            SECTION,
+            f"growth: {PROBE_SIZES[-1]} / {PROBE_SIZES[0]} probes",
+            ratios(by_probes[PROBE_SIZES[-1]], by_probes[PROBE_SIZES[0]]),
+            "x",
+        ),
+        Row(
+            SECTION,
+            f"generate {GENERATED} prompts, batched",
+            Sample.of(batched),
+            "s",
+            note=f"untrained demo model: every answer runs to max_new_tokens={work.config.max_new_tokens}",
+        ),
         Row(SECTION, f"generate {GENERATED} prompts, one at a time", Sample.of(single), "s"),
         Row(SECTION, "one at a time / batched", ratios(single, batched), "x"),
         _profile(work, model, example),
@@ -79,8 +97,13 @@ def _profile(work: Workload, model: Any, example: list[int]) -> Row:
         "decode": cumulative.get("tokenization_utils_base.py:decode", 0.0),
     }
     shares = ", ".join(f"{name} {100 * seconds / total:.0f}%" for name, seconds in parts.items()) if total else "-"
-    return Row(SECTION, f"profiled eval (64 samples, {work.config.probe_size} probes)", Sample.of([total]), "s",
-               note=f"cProfile: {shares}")  # fmt: skip
+    return Row(
+        SECTION,
+        f"profiled eval (64 samples, {work.config.probe_size} probes)",
+        Sample.of([total]),
+        "s",
+        note=f"cProfile: {shares}",
+    )
 
 
 def _file_name(path: str) -> str:

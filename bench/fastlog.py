@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from twotier.engine.cadence import TierSettings
 from twotier.engine.data import IGNORE_INDEX
 from twotier.engine.loss import LossTap
-from twotier.engine.cadence import TierSettings
 from twotier.store import Kind, StepEvent
 
 from .stats import Row, Sample, judged, ratios
@@ -33,10 +33,14 @@ class StepClock(TrainerCallback):
     def __init__(self) -> None:
         self.marks: list[float] = []
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.marks.append(time.perf_counter())
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self.marks.append(time.perf_counter())
 
     def seconds_per_step(self) -> float:
@@ -53,21 +57,38 @@ class NaiveFastLog(TrainerCallback):
         self.tokenizer = tokenizer
         self.publish = publish
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    model: torch.nn.Module | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         assert self.tap.last is not None and model is not None
         ids, labels = self.tap.last.input_ids[:1], self.tap.last.labels[:1]
         with torch.no_grad():
             loss = model(input_ids=ids, labels=labels).loss.item()
         ids_list, labels_list = ids[0].tolist(), labels[0].tolist()
-        prompt = [t for t, label in zip(ids_list, labels_list) if label == IGNORE_INDEX and t != self.tokenizer.pad_token_id]
+        prompt = [
+            t for t, label in zip(ids_list, labels_list) if label == IGNORE_INDEX and t != self.tokenizer.pad_token_id
+        ]
         golden = [label for label in labels_list if label != IGNORE_INDEX]
         decode = self.tokenizer.decode
-        self.publish(StepEvent(
-            run_id=RUN_ID, step=state.global_step, kind=Kind.FAST, wall_time=time.time(), elapsed_s=0.0,
-            prompt=decode(prompt, skip_special_tokens=True), golden=decode(golden, skip_special_tokens=True),
-            loss=loss, prompt_tokens=len(prompt), golden_tokens=len(golden),
-        ))  # fmt: skip
+        self.publish(
+            StepEvent(
+                run_id=RUN_ID,
+                step=state.global_step,
+                kind=Kind.FAST,
+                wall_time=time.time(),
+                elapsed_s=0.0,
+                prompt=decode(prompt, skip_special_tokens=True),
+                golden=decode(golden, skip_special_tokens=True),
+                loss=loss,
+                prompt_tokens=len(prompt),
+                golden_tokens=len(golden),
+            )
+        )
 
 
 def _seconds_per_step(work: Workload, variant: str, steps: int) -> float:
@@ -88,7 +109,7 @@ def measure(work: Workload, quick: bool) -> list[Row]:
     times: dict[str, list[float]] = {variant: [] for variant in variants}
     _seconds_per_step(work, "ours", WARMUP_STEPS + 2)  # the first run in a process pays one-time set-up
     for rep in range(repeats):
-        for variant in variants[rep % 3:] + variants[: rep % 3]:
+        for variant in variants[rep % 3 :] + variants[: rep % 3]:
             times[variant].append(_seconds_per_step(work, variant, steps))
     off = times["off"]
     ours_cost = [(a - b) * 1000 for a, b in zip(times["ours"], off)]
@@ -97,11 +118,18 @@ def measure(work: Workload, quick: bool) -> list[Row]:
     return [
         Row(SECTION, "step, no logging (eval off)", Sample.of(off).scaled(1000), "ms/step", note=per_step),
         Row(SECTION, "step, fast log every step", Sample.of(times["ours"]).scaled(1000), "ms/step"),
-        judged(Row(SECTION, "overhead ratio: log_steps=1 / off", ratios(times["ours"], off), "x", "<= 1.02"),
-               lambda ratio: ratio <= 1.02),  # fmt: skip
+        judged(
+            Row(SECTION, "overhead ratio: log_steps=1 / off", ratios(times["ours"], off), "x", "<= 1.02"),
+            lambda ratio: ratio <= 1.02,
+        ),
         Row(SECTION, "cost per fast log (ours)", Sample.of(ours_cost), "ms"),
         Row(SECTION, "  as share of a step", ratios(ours_cost, [t * 1000 for t in off]).scaled(100), "%"),
         Row(SECTION, "cost per naive fast log (extra fwd)", Sample.of(naive_cost), "ms"),
-        Row(SECTION, "  as share of a step", ratios(naive_cost, [t * 1000 for t in off]).scaled(100), "%",
-            note="cost per log = a variant's step time minus the no-log step time of the same repetition"),
+        Row(
+            SECTION,
+            "  as share of a step",
+            ratios(naive_cost, [t * 1000 for t in off]).scaled(100),
+            "%",
+            note="cost per log = a variant's step time minus the no-log step time of the same repetition",
+        ),
     ]

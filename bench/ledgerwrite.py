@@ -27,10 +27,22 @@ def fast_events(count: int, seed: int = 0) -> list[StepEvent]:
     pairs = demo_pairs(count, seed)
     now = time.time()
     return [
-        StepEvent(run_id=RUN_ID, step=i + 1, kind=Kind.FAST, wall_time=now, elapsed_s=float(i), prompt=p["prompt"],
-                  golden=p["answer"], loss=1.0 / (i + 1), prompt_tokens=len(p["prompt"]) + 1,
-                  golden_tokens=len(p["answer"]) + 1, batch_loss=0.5, learning_rate=3e-3, grad_norm=1.5,
-                  tokens_per_s=9000.0)  # fmt: skip
+        StepEvent(
+            run_id=RUN_ID,
+            step=i + 1,
+            kind=Kind.FAST,
+            wall_time=now,
+            elapsed_s=float(i),
+            prompt=p["prompt"],
+            golden=p["answer"],
+            loss=1.0 / (i + 1),
+            prompt_tokens=len(p["prompt"]) + 1,
+            golden_tokens=len(p["answer"]) + 1,
+            batch_loss=0.5,
+            learning_rate=3e-3,
+            grad_norm=1.5,
+            tokens_per_s=9000.0,
+        )
         for i, p in enumerate(pairs)
     ]
 
@@ -129,14 +141,34 @@ def measure(quick: bool) -> list[Row]:
         sizes.append(size)
     delays = Sample.of(_commit_delays(events[:delayed], every_s=0.01)).scaled(1e3)
     return [
-        Row(SECTION, "submit on training thread, p50", Sample.of(p50), "ms",
-            note=f"{paced} calls one per {PACE_S * 1e3:.0f} ms per repetition, each call timed"),
+        Row(
+            SECTION,
+            "submit on training thread, p50",
+            Sample.of(p50),
+            "ms",
+            note=f"{paced} calls one per {PACE_S * 1e3:.0f} ms per repetition, each call timed",
+        ),
         judged(Row(SECTION, "submit on training thread, p99", Sample.of(p99), "ms", "< 0.1"), lambda ms: ms < 0.1),
-        Row(SECTION, "  floor: put on a queue nobody waits on, p99", Sample.of(floor99), "ms",
-            note="the same loop on a SimpleQueue with no consumer thread: what the hand-off costs without waking the writer"),
-        Row(SECTION, "sustained throughput through the writer", Sample.of(rates), "events/s",
-            note=f"{burst} events submitted at once, until close() has committed them"),
+        Row(
+            SECTION,
+            "  floor: put on a queue nobody waits on, p99",
+            Sample.of(floor99),
+            "ms",
+            note="the same loop on a SimpleQueue with no consumer thread: what the hand-off costs without waking the writer",
+        ),
+        Row(
+            SECTION,
+            "sustained throughput through the writer",
+            Sample.of(rates),
+            "events/s",
+            note=f"{burst} events submitted at once, until close() has committed them",
+        ),
         Row(SECTION, "bytes per fast-log event on disk", Sample.of(sizes), "B", note="distinct texts in every event"),
-        Row(SECTION, "event -> visible to a reader", delays, "ms",
-            note=f"per event, one event per 10 ms; p99 {delays.quantile(0.99):.0f} ms, max {delays.high:.0f} ms (flush every 250 ms)"),
+        Row(
+            SECTION,
+            "event -> visible to a reader",
+            delays,
+            "ms",
+            note=f"per event, one event per 10 ms; p99 {delays.quantile(0.99):.0f} ms, max {delays.high:.0f} ms (flush every 250 ms)",
+        ),
     ]

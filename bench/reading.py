@@ -12,8 +12,8 @@ from pathlib import Path
 
 from twotier.store import LedgerReader, RunInfo, RunStatus, open_ledger
 from twotier.store.export import EVENT_COLUMNS, event_records, write_records
-from twotier.store.writer import create_run
 from twotier.store.tail import Tail
+from twotier.store.writer import create_run
 
 from .stats import Row, Sample, judged, ratios
 from .workload import BENCH_DIR, scratch_dir
@@ -48,18 +48,51 @@ def _build(path: Path, total: int) -> None:
             [{"digest": i.to_bytes(16, "big"), "body": f"reverse word{i}= / answer {i}"} for i in range(TEXTS)]
         ).execute()
         for run in range(RUNS):
-            create_run(ledger, RunInfo(id=f"run{run:02d}", name=f"bench-{run}", status=RunStatus.FINISHED,
-                                       model="demo", dataset="demo", config={}, started_at=started + run,
-                                       heartbeat_at=started + run, max_steps=total // RUNS))  # fmt: skip
-    fields = ["run", "step", "kind", "wall_time", "elapsed_s", "prompt", "golden", "loss", "prompt_tokens",
-              "golden_tokens", "batch_loss", "learning_rate", "grad_norm", "tokens_per_s", "epoch", "output",
-              "output_tokens", "match", "val_loss", "gap", "eval_seconds"]  # fmt: skip
+            create_run(
+                ledger,
+                RunInfo(
+                    id=f"run{run:02d}",
+                    name=f"bench-{run}",
+                    status=RunStatus.FINISHED,
+                    model="demo",
+                    dataset="demo",
+                    config={},
+                    started_at=started + run,
+                    heartbeat_at=started + run,
+                    max_steps=total // RUNS,
+                ),
+            )
+    fields = [
+        "run",
+        "step",
+        "kind",
+        "wall_time",
+        "elapsed_s",
+        "prompt",
+        "golden",
+        "loss",
+        "prompt_tokens",
+        "golden_tokens",
+        "batch_loss",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_s",
+        "epoch",
+        "output",
+        "output_tokens",
+        "match",
+        "val_loss",
+        "gap",
+        "eval_seconds",
+    ]
     columns = [getattr(tables.event, name) for name in fields]
     per_run = total // RUNS
     for run in range(RUNS):
         with ledger.db.atomic():
             for start in range(0, per_run, ROWS_PER_INSERT):
-                rows = [_row(f"run{run:02d}", step) for step in range(start + 1, min(per_run, start + ROWS_PER_INSERT) + 1)]
+                rows = [
+                    _row(f"run{run:02d}", step) for step in range(start + 1, min(per_run, start + ROWS_PER_INSERT) + 1)
+                ]
                 tables.event.insert_many(rows, fields=columns).execute()
     ledger.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     ledger.close()
@@ -68,9 +101,29 @@ def _build(path: Path, total: int) -> None:
 def _row(run_id: str, step: int) -> tuple[object, ...]:
     text = 1 + step % TEXTS
     full = step % FULL_EVERY == 0
-    return (run_id, step, "full" if full else "fast", 1.7e9 + step, step * 0.1, text, 1 + (step + 1) % TEXTS,
-            1.0 / step, 12, 6, 0.5, 3e-3, 1.2, 9000.0, step / 6000, text if full else None, 6 if full else None,
-            full if full else None, 0.4 if full else None, 0.1 if full else None, 0.5 if full else None)  # fmt: skip
+    return (
+        run_id,
+        step,
+        "full" if full else "fast",
+        1.7e9 + step,
+        step * 0.1,
+        text,
+        1 + (step + 1) % TEXTS,
+        1.0 / step,
+        12,
+        6,
+        0.5,
+        3e-3,
+        1.2,
+        9000.0,
+        step / 6000,
+        text if full else None,
+        6 if full else None,
+        full if full else None,
+        0.4 if full else None,
+        0.1 if full else None,
+        0.5 if full else None,
+    )
 
 
 def _timed_ms(call: object) -> float:
@@ -129,22 +182,52 @@ def measure(quick: bool) -> list[Row]:
             polls.append(_tail_poll_ms(path, run_id, last - TAIL))
             listing.append(_timed_ms(lambda: reader.runs()))
             with out.open("w", encoding="utf-8") as handle:
-                export.append(_timed_ms(lambda: write_records(event_records(reader, run_id), EVENT_COLUMNS, "jsonl", handle)) / 1e3)
+                export.append(
+                    _timed_ms(lambda: write_records(event_records(reader, run_id), EVENT_COLUMNS, "jsonl", handle))
+                    / 1e3
+                )
     out.unlink()
     per_run = total // RUNS
     early, peak = _tail_memory(path, run_id, per_run)
     return [
-        Row(SECTION, f"ledger of {total:,} events, {RUNS} runs", Sample.of([built]), "s",
-            note=f"{path} ({path.stat().st_size / 1e6:.0f} MB); build or reuse time, cached between invocations"),
+        Row(
+            SECTION,
+            f"ledger of {total:,} events, {RUNS} runs",
+            Sample.of([built]),
+            "s",
+            note=f"{path} ({path.stat().st_size / 1e6:.0f} MB); build or reuse time, cached between invocations",
+        ),
         Row(SECTION, f"LedgerReader.events_after: {TAIL} new rows", Sample.of(tail), "ms"),
-        judged(Row(SECTION, f"tui.tailer Tail.poll: {TAIL} new rows", Sample.of(polls), "ms", "< 50 with refresh",
-                   note="the app's incremental read; the widget refresh after it is measured by the app's author"),
-               lambda ms: ms < 50),  # fmt: skip
+        judged(
+            Row(
+                SECTION,
+                f"tui.tailer Tail.poll: {TAIL} new rows",
+                Sample.of(polls),
+                "ms",
+                "< 50 with refresh",
+                note="the app's incremental read; the widget refresh after it is measured by the app's author",
+            ),
+            lambda ms: ms < 50,
+        ),
         Row(SECTION, "run picker: runs()", Sample.of(listing), "ms"),
-        Row(SECTION, f"export one run ({per_run:,} events, jsonl)", Sample.of(export), "s",
-            note="store.export.event_records + write_records, as `twotier ledger export` does"),
+        Row(
+            SECTION,
+            f"export one run ({per_run:,} events, jsonl)",
+            Sample.of(export),
+            "s",
+            note="store.export.event_records + write_records, as `twotier ledger export` does",
+        ),
         Row(SECTION, "  export rate", ratios([per_run] * repeats, export), "events/s"),
         Row(SECTION, f"memory tailing one run, peak after {per_run // 10:,}", Sample.of([early]), "MB"),
-        judged(Row(SECTION, f"memory tailing one run, peak after {per_run:,}", Sample.of([peak]), "MB", "flat",
-                   note=f"tracemalloc while Tail.poll reads {TAIL} rows a poll; flat = within 25% + 0.5 MB of the early peak"), lambda mb: mb <= early * 1.25 + 0.5),  # fmt: skip
+        judged(
+            Row(
+                SECTION,
+                f"memory tailing one run, peak after {per_run:,}",
+                Sample.of([peak]),
+                "MB",
+                "flat",
+                note=f"tracemalloc while Tail.poll reads {TAIL} rows a poll; flat = within 25% + 0.5 MB of the early peak",
+            ),
+            lambda mb: mb <= early * 1.25 + 0.5,
+        ),
     ]

@@ -27,8 +27,16 @@ IMPORT_PROBE = (
 
 def _first_step(threads: int) -> tuple[float, float]:
     """Seconds from launching `twotier-tui --headless` to its first event, and to its exit."""
-    command = [str(Path(sys.executable).with_name("twotier-tui")), "--headless", "--max-steps", "3", "--log-steps", "1",
-               "--eval-steps", "0"]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("twotier-tui")),
+        "--headless",
+        "--max-steps",
+        "3",
+        "--log-steps",
+        "1",
+        "--eval-steps",
+        "0",
+    ]
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as folder:
         ledger = Path(folder) / "ledger.db"
         command += ["--ledger", str(ledger), "--output-dir", str(Path(folder) / "out")]
@@ -41,8 +49,9 @@ def _first_step(threads: int) -> tuple[float, float]:
 
 
 def _import_seconds(module: str) -> tuple[float, bool]:
-    done = subprocess.run([sys.executable, "-c", IMPORT_PROBE.format(module=module)], check=True,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE.format(module=module)], check=True, capture_output=True, text=True
+    )
     seconds, torch_loaded = done.stdout.split()
     return float(seconds), torch_loaded == "True"
 
@@ -60,12 +69,25 @@ def measure(quick: bool, threads: int) -> list[Row]:
             seconds, torch_in[module] = _import_seconds(module)
             imports[module].append(seconds)
     rows = [
-        Row(SECTION, "twotier-tui --headless: launch -> first step", Sample.of(first), "s",
-            note="demo model and data written on the fly, 3 steps, first event's wall_time minus launch"),
+        Row(
+            SECTION,
+            "twotier-tui --headless: launch -> first step",
+            Sample.of(first),
+            "s",
+            note="demo model and data written on the fly, 3 steps, first event's wall_time minus launch",
+        ),
         Row(SECTION, "  launch -> exit (3 steps)", Sample.of(whole), "s"),
     ]
-    rows += [Row(SECTION, f"import {module}", Sample.of(values), "s", note=f"torch imported: {torch_in[module]}")
-             for module, values in imports.items()]  # fmt: skip
-    rows.append(Row(SECTION, "import engine.runner / tui.cli", ratios(imports["twotier.engine.runner"],
-                    imports["twotier.tui.cli"]), "x"))  # fmt: skip
+    rows += [
+        Row(SECTION, f"import {module}", Sample.of(values), "s", note=f"torch imported: {torch_in[module]}")
+        for module, values in imports.items()
+    ]
+    rows.append(
+        Row(
+            SECTION,
+            "import engine.runner / tui.cli",
+            ratios(imports["twotier.engine.runner"], imports["twotier.tui.cli"]),
+            "x",
+        )
+    )
     return rows

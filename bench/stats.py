@@ -104,8 +104,10 @@ class Table:
         numeric = {2, 3, 4, 5}
         out = []
         for index, line in enumerate(cells):
-            padded = [cell.rjust(width) if i in numeric else cell.ljust(width)
-                      for i, (cell, width) in enumerate(zip(line, widths))]  # fmt: skip
+            padded = [
+                cell.rjust(width) if i in numeric else cell.ljust(width)
+                for i, (cell, width) in enumerate(zip(line, widths))
+            ]
             out.append("  ".join(padded).rstrip())
             if index == 0:
                 out.append("  ".join("-" * width for width in widths))
@@ -121,5 +123,14 @@ def _cells(row: Row) -> tuple[str, ...]:
     if row.sample is None:
         return (row.section, row.name, "-", "-", "-", "0", row.unit, row.goal, met or "skipped")
     sample = row.sample
-    return (row.section, row.name, fmt(sample.median), fmt(sample.low), fmt(sample.high), str(len(sample.values)),
-            row.unit, row.goal, met)  # fmt: skip
+    return (
+        row.section,
+        row.name,
+        fmt(sample.median),
+        fmt(sample.low),
+        fmt(sample.high),
+        str(len(sample.values)),
+        row.unit,
+        row.goal,
+        met,
+    )

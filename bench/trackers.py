@@ -22,16 +22,31 @@ SECTION = "6 vs trackers"
 TRACKERS = ("ours", "trackio", "mlflow", "wandb")
 # Offline switches for all three peers, and the telemetry switches of the libraries they load.
 OFFLINE_ENV = {
-    "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DISABLE_CODE": "true", "WANDB_DISABLE_GIT": "true",
-    "WANDB_CONSOLE": "off", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1",
-    "GRADIO_ANALYTICS_ENABLED": "False", "MLFLOW_DISABLE_TELEMETRY": "true", "NO_PROXY": "localhost,127.0.0.1", "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-}  # fmt: skip
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "WANDB_DISABLE_CODE": "true",
+    "WANDB_DISABLE_GIT": "true",
+    "WANDB_CONSOLE": "off",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "NO_PROXY": "localhost,127.0.0.1",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+}
 REMOTE_ENV = ("TRACKIO_SPACE_ID", "TRACKIO_SERVER_URL", "WANDB_API_KEY", "MLFLOW_TRACKING_URI")
 
 
 def _scalars(event: Any) -> dict[str, float]:
-    return {"loss": event.loss, "batch_loss": event.batch_loss, "learning_rate": event.learning_rate,
-            "grad_norm": event.grad_norm, "tokens_per_s": event.tokens_per_s}  # fmt: skip
+    return {
+        "loss": event.loss,
+        "batch_loss": event.batch_loss,
+        "learning_rate": event.learning_rate,
+        "grad_norm": event.grad_norm,
+        "tokens_per_s": event.tokens_per_s,
+    }
 
 
 def _ours(folder: Path) -> tuple[Callable[[Any], None], Callable[[], None]]:
@@ -91,8 +106,14 @@ def _run_child(name: str, calls: int, timeout: float) -> tuple[Sample | None, st
     # A set TRACKIO_SPACE_ID or server URL, even empty, would point trackio at a remote Space.
     env = {key: value for key, value in os.environ.items() if key not in REMOTE_ENV} | OFFLINE_ENV
     try:
-        done = subprocess.run([sys.executable, "-m", "bench.trackers", name, str(calls)], capture_output=True,
-                              text=True, timeout=timeout, env=env, cwd=Path.cwd())  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.trackers", name, str(calls)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=Path.cwd(),
+        )
     except subprocess.TimeoutExpired:
         return None, f"skipped: did not finish in {timeout:.0f} s offline"
     if done.returncode != 0:

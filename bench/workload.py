@@ -18,13 +18,13 @@ from typing import Any
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback, set_seed
 from transformers.utils import logging as hf_logging
 
+from twotier.engine.cadence import TierSettings
 from twotier.engine.config import Config, load_config
 from twotier.engine.data import Splits, collate, load_splits
 from twotier.engine.evaluate import Evaluator
 from twotier.engine.loss import LossTap
 from twotier.engine.model import load_model, resolve_model_path
 from twotier.engine.runner import training_arguments
-from twotier.engine.cadence import TierSettings
 from twotier.engine.tiers import TwoTierCallback
 from twotier.engine.trainer import TwoTierTrainer
 from twotier.store import LedgerWriter, RunInfo, RunStatus, StepEvent, create_run, open_ledger
@@ -35,9 +35,16 @@ RUN_ID = "bench"
 
 # The shipped config.json's demo settings, so the figures describe what `make run` trains.
 SETTINGS: dict[str, Any] = {
-    "batch_size": 32, "learning_rate": 3e-3, "max_length": 64, "max_new_tokens": 12, "eval_samples": 64,
-    "probe_size": 16, "seed": 0, "output_dir": str(BENCH_DIR / "work"), "ledger": str(BENCH_DIR / "unused.db"),
-}  # fmt: skip
+    "batch_size": 32,
+    "learning_rate": 3e-3,
+    "max_length": 64,
+    "max_new_tokens": 12,
+    "eval_samples": 64,
+    "probe_size": 16,
+    "seed": 0,
+    "output_dir": str(BENCH_DIR / "work"),
+    "ledger": str(BENCH_DIR / "unused.db"),
+}
 
 
 @dataclass(frozen=True)
@@ -52,18 +59,21 @@ class Workload:
         set_seed(self.config.seed)
         return load_model(self.model_path)[0]
 
-    def evaluator(self, *, eval_samples: int | None = None, probe_size: int | None = None,
-                  batch_size: int | None = None) -> Evaluator:  # fmt: skip
+    def evaluator(
+        self, *, eval_samples: int | None = None, probe_size: int | None = None, batch_size: int | None = None
+    ) -> Evaluator:
         """The runner's evaluator; validation is repeated when more samples are asked than the demo holds."""
         samples = eval_samples or self.config.eval_samples
         validation = self.splits.validation
         repeats = -(-samples // len(validation))
         return Evaluator(
-            self.tokenizer, (validation * repeats)[:samples], eval_samples=samples,
+            self.tokenizer,
+            (validation * repeats)[:samples],
+            eval_samples=samples,
             probe_size=self.config.probe_size if probe_size is None else probe_size,
             max_new_tokens=self.config.max_new_tokens,
             batch_size=batch_size or max(self.config.batch_size, 16),
-        )  # fmt: skip
+        )
 
     def train_rows(self) -> list[dict[str, list[int]]]:
         return [{"input_ids": e.input_ids, "labels": e.labels} for e in self.splits.train]
@@ -100,23 +110,50 @@ def open_run(path: Path, run_id: str = RUN_ID) -> LedgerWriter:
     """A fresh run in the ledger at `path` and its writer."""
     ledger = open_ledger(path)
     now = time.time()
-    create_run(ledger, RunInfo(id=run_id, name="bench", status=RunStatus.RUNNING, model="demo", dataset="demo",
-                               config={}, started_at=now, heartbeat_at=now))  # fmt: skip
+    create_run(
+        ledger,
+        RunInfo(
+            id=run_id,
+            name="bench",
+            status=RunStatus.RUNNING,
+            model="demo",
+            dataset="demo",
+            config={},
+            started_at=now,
+            heartbeat_at=now,
+        ),
+    )
     return LedgerWriter(ledger, run_id)
 
 
-def two_tier_trainer(work: Workload, *, settings: TierSettings, max_steps: int, publish: Callable[[StepEvent], None],
-                     run_dir: Path, callbacks: Sequence[TrainerCallback] = ()) -> TwoTierTrainer:  # fmt: skip
+def two_tier_trainer(
+    work: Workload,
+    *,
+    settings: TierSettings,
+    max_steps: int,
+    publish: Callable[[StepEvent], None],
+    run_dir: Path,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> TwoTierTrainer:
     """The runner's trainer: TwoTierTrainer, its loss tap and the tiers callback, plus `callbacks`."""
     tap = LossTap()
     tiers = TwoTierCallback(
-        run_id=RUN_ID, tokenizer=work.tokenizer, publish=publish,
-        evaluator=work.evaluator() if settings.eval_steps else None, settings=settings, loss_tap=tap,
-    )  # fmt: skip
+        run_id=RUN_ID,
+        tokenizer=work.tokenizer,
+        publish=publish,
+        evaluator=work.evaluator() if settings.eval_steps else None,
+        settings=settings,
+        loss_tap=tap,
+    )
     trainer = TwoTierTrainer(
-        model=work.model(), args=work.arguments(max_steps, run_dir), train_dataset=work.train_rows(),
-        data_collator=work.collator(), processing_class=work.tokenizer, callbacks=[tiers, *callbacks], loss_tap=tap,
-    )  # fmt: skip
+        model=work.model(),
+        args=work.arguments(max_steps, run_dir),
+        train_dataset=work.train_rows(),
+        data_collator=work.collator(),
+        processing_class=work.tokenizer,
+        callbacks=[tiers, *callbacks],
+        loss_tap=tap,
+    )
     quiet(trainer)
     return trainer
 

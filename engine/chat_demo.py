@@ -44,10 +44,14 @@ def chat_rows(count: int, seed: int, exclude: set[str] | None = None) -> list[di
             messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
         if rng.random() < 0.25:
             earlier = "".join(rng.choice(string.ascii_lowercase) for _ in range(3))
-            messages += [{"role": "user", "content": f"Spell backwards: {earlier}"},
-                         {"role": "assistant", "content": earlier[::-1]}]  # fmt: skip
-        messages += [{"role": "user", "content": f"Spell backwards: {word}"},
-                     {"role": "assistant", "content": word[::-1]}]  # fmt: skip
+            messages += [
+                {"role": "user", "content": f"Spell backwards: {earlier}"},
+                {"role": "assistant", "content": earlier[::-1]},
+            ]
+        messages += [
+            {"role": "user", "content": f"Spell backwards: {word}"},
+            {"role": "assistant", "content": word[::-1]},
+        ]
         rows.append({"messages": messages})
     return rows
 
@@ -77,14 +81,21 @@ def write_chat_model(folder: Path, seed: int, *, hidden: int = 128, layers: int 
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     # A vocabulary a little above the 256 bytes: a few merges, so words still split into small pieces.
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     corpus = [message["content"] for row in chat_rows(500, seed) for message in row["messages"]]
     core.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"], chat_template=CHATML_TEMPLATE,
-    )  # fmt: skip
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+        chat_template=CHATML_TEMPLATE,
+    )
     tokenizer.save_pretrained(folder)
 
     torch.manual_seed(seed)

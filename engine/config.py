@@ -129,8 +129,14 @@ def _check_type(key: str, value: Any, source: str) -> Any:
 
 def _type_name(kind: Any) -> str:
     kind = typing.get_origin(kind) or kind
-    names = {bool: "true/false", int: "a whole number", float: "a number", str: "a string",
-             dict: "an object", type(None): "null"}  # fmt: skip
+    names = {
+        bool: "true/false",
+        int: "a whole number",
+        float: "a number",
+        str: "a string",
+        dict: "an object",
+        type(None): "null",
+    }
     return names.get(kind, str(kind))
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import first_line
 from .config import DEMO, Config
 from .demo import write_demo_dataset
-from ..store.errors import first_line
 from .errors import DataError
 
 log = logging.getLogger("twotier.engine")
@@ -152,8 +152,14 @@ def encode_pairs(tokenizer: Any, pairs: list[Pair], config: Config, source: str)
         if answer:
             encoded.append(Encoded(list(prompt), list(answer)))
     if truncated:
-        log.warning("%s: %d of %d examples are longer than max_length=%d and were cut (%d dropped entirely)",
-                    source, truncated, len(pairs), config.max_length, len(pairs) - len(encoded))
+        log.warning(
+            "%s: %d of %d examples are longer than max_length=%d and were cut (%d dropped entirely)",
+            source,
+            truncated,
+            len(pairs),
+            config.max_length,
+            len(pairs) - len(encoded),
+        )
     if not encoded:
         raise DataError(f"{source}: no example fits in max_length={config.max_length} tokens")
     return encoded

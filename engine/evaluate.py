@@ -52,8 +52,16 @@ def answers_match(output: str, golden: str) -> bool:
 class Evaluator:
     """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set."""
 
-    def __init__(self, tokenizer: Any, validation: list[Encoded], *, eval_samples: int, probe_size: int,
-                 max_new_tokens: int, batch_size: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        tokenizer: Any,
+        validation: list[Encoded],
+        *,
+        eval_samples: int,
+        probe_size: int,
+        max_new_tokens: int,
+        batch_size: int,
+    ) -> None:
         self.tokenizer = tokenizer
         self.scored = validation[:eval_samples]
         self.probes = self.scored[:probe_size]
@@ -74,8 +82,11 @@ class Evaluator:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        log.warning("the full eval at step %d failed (%s); it is recorded without its results and training goes on",
-                    step, failure)  # fmt: skip
+        log.warning(
+            "the full eval at step %d failed (%s); it is recorded without its results and training goes on",
+            step,
+            failure,
+        )
         return EvalFailure(failure)
 
     def run(self, model: torch.nn.Module, example_prompt_ids: list[int]) -> EvalResult:
@@ -90,10 +101,16 @@ class Evaluator:
         finally:
             model.train(was_training)
         probes = tuple(
-            ProbeResult(probe_id=index, prompt=prompt, golden=golden, model_output=answer.text,
-                        match=answers_match(answer.text, golden), loss=loss)
+            ProbeResult(
+                probe_id=index,
+                prompt=prompt,
+                golden=golden,
+                model_output=answer.text,
+                match=answers_match(answer.text, golden),
+                loss=loss,
+            )
             for index, ((prompt, golden), answer, loss) in enumerate(zip(self._probe_texts, answers[1:], probe_losses))
-        )  # fmt: skip
+        )
         accuracy = sum(p.match for p in probes) / len(probes) if probes else None
         return EvalResult(answers[0], val_loss, probes, accuracy, token_accuracy, time.perf_counter() - started)
 
@@ -104,8 +121,9 @@ class Evaluator:
         device = model.device
         for start in range(0, len(self.scored), self.batch_size):
             chunk = self.scored[start : start + self.batch_size]
-            batch = collate([{"input_ids": e.input_ids, "labels": e.labels} for e in chunk],
-                            self.tokenizer.pad_token_id)  # fmt: skip
+            batch = collate(
+                [{"input_ids": e.input_ids, "labels": e.labels} for e in chunk], self.tokenizer.pad_token_id
+            )
             batch = {key: value.to(device) for key, value in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             losses, mask = token_losses(logits, batch["labels"])
@@ -133,9 +151,13 @@ class Evaluator:
             input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
             attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
             output = model.generate(
-                input_ids=input_ids, attention_mask=attention, max_new_tokens=self.max_new_tokens,
-                do_sample=False, pad_token_id=pad, eos_token_id=eos,
-            )  # fmt: skip
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=eos,
+            )
             for row in output[:, width:].tolist():
                 if eos in row:
                     row = row[: row.index(eos)]

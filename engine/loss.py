@@ -49,8 +49,14 @@ class LossTap:
         self._since_eval_tokens: torch.Tensor | float = 0.0
         self._input_tokens: torch.Tensor | float = 0.0
 
-    def record(self, input_ids: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor, mask: torch.Tensor,
-               attention_mask: torch.Tensor | None) -> None:
+    def record(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        losses: torch.Tensor,
+        mask: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+    ) -> None:
         """Called once per micro-batch with the unreduced token losses of its forward pass."""
         # Ignored positions already hold 0: cross_entropy writes 0 there with reduction='none'.
         per_example = losses.detach().sum(dim=1)
@@ -73,10 +79,19 @@ class LossTap:
             raise RuntimeError("the loss tap has seen no training batch yet")
         device = self.last.example_loss_sum.device
         scalars = torch.stack(
-            [torch.as_tensor(value, dtype=torch.float32, device=device)
-             for value in (self.last.example_loss_sum[0], self.last.example_tokens[0], self._step_sum,
-                           self._step_tokens, self._since_eval_sum, self._since_eval_tokens, self._input_tokens)]
-        )  # fmt: skip
+            [
+                torch.as_tensor(value, dtype=torch.float32, device=device)
+                for value in (
+                    self.last.example_loss_sum[0],
+                    self.last.example_tokens[0],
+                    self._step_sum,
+                    self._step_tokens,
+                    self._since_eval_sum,
+                    self._since_eval_tokens,
+                    self._input_tokens,
+                )
+            ]
+        )
         row = torch.cat([self.last.input_ids[0], self.last.labels[0].to(device)]).float()
         values = torch.cat([scalars, row]).tolist()
         example_sum, example_tokens, step_sum, step_tokens, eval_sum, eval_tokens, input_tokens = values[:7]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..store.errors import first_line
 from .config import DEMO, Config
 from .demo import write_demo_model
-from ..store.errors import first_line
 from .errors import DataError
 
 

@@ -33,13 +33,15 @@ def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | 
     if run.status is RunStatus.FINISHED:
         raise TwoTierError(f"run {run.id} finished at step {run.last_step}; there is nothing to resume", exit_code=2)
     if run.status.is_live and not run.is_stale(time.time(), STALE_AFTER_S):
-        raise TwoTierError(f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first",
-                           exit_code=2)  # fmt: skip
+        raise TwoTierError(
+            f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first", exit_code=2
+        )
     config = load_config(None, {**run.config, "ledger": str(ledger), **(overrides or {})})
     found = last_complete_checkpoint(Path(config.output_dir) / run.id)
     if found is None:
-        raise TwoTierError(f"run {run.id} has no complete checkpoint under {Path(config.output_dir) / run.id}",
-                           exit_code=2)  # fmt: skip
+        raise TwoTierError(
+            f"run {run.id} has no complete checkpoint under {Path(config.output_dir) / run.id}", exit_code=2
+        )
     checkpoint, step = found
     return ResumePoint(run.id, config, checkpoint, step)
 

@@ -157,28 +157,40 @@ class TrainingRun:
         config = self.config
         run_dir = Path(config.output_dir) / self.run_id
         set_seed(config.seed)
-        model, tokenizer = load_model(resolve_model_path(config, Path(config.output_dir)),
-                                      trust_remote_code=config.trust_remote_code)  # fmt: skip
+        model, tokenizer = load_model(
+            resolve_model_path(config, Path(config.output_dir)), trust_remote_code=config.trust_remote_code
+        )
         splits = load_splits(config, tokenizer, Path(config.output_dir))
         arguments = training_arguments(config, run_dir)
         evaluator = Evaluator(
-            tokenizer, splits.validation, eval_samples=config.eval_samples, probe_size=config.probe_size,
-            max_new_tokens=config.max_new_tokens, batch_size=max(config.batch_size, 16),
-        )  # fmt: skip
+            tokenizer,
+            splits.validation,
+            eval_samples=config.eval_samples,
+            probe_size=config.probe_size,
+            max_new_tokens=config.max_new_tokens,
+            batch_size=max(config.batch_size, 16),
+        )
         if self._stop.is_set():
             return None, None
         writer = self._writer = LedgerWriter(self._record_run(splits.dataset_name), self.run_id)
         tap = LossTap()
         tiers = TwoTierCallback(
-            run_id=self.run_id, tokenizer=tokenizer, publish=partial(self._publish, writer),
-            evaluator=evaluator, loss_tap=tap,
+            run_id=self.run_id,
+            tokenizer=tokenizer,
+            publish=partial(self._publish, writer),
+            evaluator=evaluator,
+            loss_tap=tap,
             settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
-        )  # fmt: skip
+        )
         trainer = TwoTierTrainer(
-            model=model, args=arguments, train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
-            data_collator=partial(collate, pad_id=tokenizer.pad_token_id), processing_class=tokenizer,
-            callbacks=[tiers, ControlCallback(self, writer), *self.callbacks], loss_tap=tap,
-        )  # fmt: skip
+            model=model,
+            args=arguments,
+            train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
+            data_collator=partial(collate, pad_id=tokenizer.pad_token_id),
+            processing_class=tokenizer,
+            callbacks=[tiers, ControlCallback(self, writer), *self.callbacks],
+            loss_tap=tap,
+        )
         for noisy in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(noisy)
         return trainer, writer
@@ -190,15 +202,30 @@ class TrainingRun:
         now = time.time()
         if self.resume_point is not None:
             superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
-            log.info("resuming run %s from step %d; %d later events superseded", self.run_id,
-                     self.resume_point.step, superseded)  # fmt: skip
+            log.info(
+                "resuming run %s from step %d; %d later events superseded",
+                self.run_id,
+                self.resume_point.step,
+                superseded,
+            )
             return ledger
         name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        create_run(ledger, RunInfo(
-            id=self.run_id, name=name, status=RunStatus.RUNNING, model=config.model, dataset=dataset_name,
-            config=config.to_dict(), started_at=now, heartbeat_at=now, max_steps=config.max_steps,
-            host=socket.gethostname(), pid=os.getpid(),
-        ))  # fmt: skip
+        create_run(
+            ledger,
+            RunInfo(
+                id=self.run_id,
+                name=name,
+                status=RunStatus.RUNNING,
+                model=config.model,
+                dataset=dataset_name,
+                config=config.to_dict(),
+                started_at=now,
+                heartbeat_at=now,
+                max_steps=config.max_steps,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            ),
+        )
         return ledger
 
     def _publish(self, writer: LedgerWriter, event: StepEvent) -> None:
@@ -217,13 +244,23 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     from transformers import TrainingArguments
 
     values: dict[str, Any] = {
-        "output_dir": str(run_dir), "max_steps": config.max_steps,
-        "per_device_train_batch_size": config.batch_size, "learning_rate": config.learning_rate,
-        "seed": config.seed, "data_seed": config.seed, "logging_strategy": "no", "eval_strategy": "no",
-        "save_strategy": "steps", "save_steps": config.eval_steps or 500, "report_to": "none", "disable_tqdm": True,
-        "remove_unused_columns": False, "dataloader_num_workers": 0,
-        "dataloader_pin_memory": torch.cuda.is_available(), "save_total_limit": 2,
-    }  # fmt: skip
+        "output_dir": str(run_dir),
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "logging_strategy": "no",
+        "eval_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": config.eval_steps or 500,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+        "save_total_limit": 2,
+    }
     values.update(config.training_args)
     try:
         return TrainingArguments(**values)

@@ -51,16 +51,16 @@ class TwoTierCallback(TrainerCallback):
         tokenizer: Any,
         publish: Callable[[StepEvent], None],
         evaluator: Evaluator | None,
-        settings: TierSettings = TierSettings(),
+        settings: TierSettings | None = None,
         loss_tap: LossTap | None = None,
     ) -> None:
-        if settings.eval_steps and evaluator is None:
+        if (settings or TierSettings()).eval_steps and evaluator is None:
             raise ConfigError("full evals need validation examples: pass an Evaluator, or set eval_steps to 0")
         self.run_id = run_id
         self.tokenizer = tokenizer
         self.publish = publish
         self.evaluator = evaluator
-        self.settings = settings
+        self.settings = settings or TierSettings()
         self.tap = loss_tap or LossTap()
         self._needs_hook = loss_tap is None
         self._hook: ForwardHook | None = None
@@ -68,25 +68,41 @@ class TwoTierCallback(TrainerCallback):
         self._started = time.time()
         self._last_read = time.perf_counter()
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                       model: torch.nn.Module | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def on_train_begin(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._started = time.time()
         self._last_read = time.perf_counter()
         if self._needs_hook and model is not None and self._hook is None:
             self._hook = ForwardHook(model, self.tap)
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._publish_due(logs={})
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
 
-    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+    def on_step_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
         self._publish_due(logs={})
         self.tap.begin_step()
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    model: torch.nn.Module | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
         kind = self.settings.tier_at(state.global_step, state.max_steps)
         if kind is None:
             return
@@ -103,8 +119,14 @@ class TwoTierCallback(TrainerCallback):
         self._last_read = time.perf_counter()
         self._due = _Due(kind, state.global_step, example, reading, tokens_per_s, evaluation)
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-               logs: dict[str, float] | None = None, **kwargs: Any) -> None:  # fmt: skip
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if logs and "loss" in logs:
             self._publish_due(logs, epoch=state.epoch)
 
@@ -114,13 +136,22 @@ class TwoTierCallback(TrainerCallback):
             return
         golden = self._decode(due.example.golden_ids)
         event = StepEvent(
-            run_id=self.run_id, step=due.step, kind=due.kind, wall_time=time.time(),
-            elapsed_s=time.time() - self._started, prompt=self._decode(due.example.prompt_ids), golden=golden,
-            loss=due.reading.loss, prompt_tokens=len(due.example.prompt_ids),
-            golden_tokens=len(due.example.golden_ids), batch_loss=due.reading.batch_loss,
-            learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-            tokens_per_s=due.tokens_per_s, epoch=epoch,
-        )  # fmt: skip
+            run_id=self.run_id,
+            step=due.step,
+            kind=due.kind,
+            wall_time=time.time(),
+            elapsed_s=time.time() - self._started,
+            prompt=self._decode(due.example.prompt_ids),
+            golden=golden,
+            loss=due.reading.loss,
+            prompt_tokens=len(due.example.prompt_ids),
+            golden_tokens=len(due.example.golden_ids),
+            batch_loss=due.reading.batch_loss,
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            tokens_per_s=due.tokens_per_s,
+            epoch=epoch,
+        )
         if isinstance(due.evaluation, EvalFailure):
             event = replace(event, eval_error=due.evaluation.error)
         elif due.evaluation is not None:
@@ -130,12 +161,19 @@ class TwoTierCallback(TrainerCallback):
     def _with_eval(self, event: StepEvent, result: EvalResult, train_mean: float | None, golden: str) -> StepEvent:
         gap = result.val_loss - train_mean if train_mean is not None else None
         return replace(
-            event, model_output=result.example_answer.text, output_tokens=result.example_answer.tokens,
-            match=answers_match(result.example_answer.text, golden), train_loss_mean=train_mean,
-            val_loss=result.val_loss, gap=gap, gap_ok=None if gap is None else gap <= self.settings.gap_threshold,
-            probe_accuracy=result.probe_accuracy, probe_token_accuracy=result.probe_token_accuracy,
-            eval_seconds=result.seconds, probes=result.probes,
-        )  # fmt: skip
+            event,
+            model_output=result.example_answer.text,
+            output_tokens=result.example_answer.tokens,
+            match=answers_match(result.example_answer.text, golden),
+            train_loss_mean=train_mean,
+            val_loss=result.val_loss,
+            gap=gap,
+            gap_ok=None if gap is None else gap <= self.settings.gap_threshold,
+            probe_accuracy=result.probe_accuracy,
+            probe_token_accuracy=result.probe_token_accuracy,
+            eval_seconds=result.seconds,
+            probes=result.probes,
+        )
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

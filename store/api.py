@@ -19,6 +19,7 @@ from .export import EVENT_COLUMNS, PROBE_COLUMNS, event_record, event_records, p
 from .query import RUN_COLUMNS, run_summaries
 from .reader import LedgerReader
 
+
 class Records(list[dict[str, Any]]):
     """A list of dicts that all have `columns` as keys, convertible to a DataFrame or a Dataset."""
 

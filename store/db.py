@@ -25,8 +25,25 @@ MOUNTS = Path("/proc/mounts")
 WAL_AUTOCHECKPOINT_PAGES = 1000
 JOURNAL_LIMIT_BYTES = 4 * 1024 * 1024
 # WAL needs shared memory between processes, which these filesystems do not give reliably.
-NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs",
-                                 "lustre", "gpfs", "beegfs", "davfs", "sshfs"})  # fmt: skip
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "sshfs",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -90,18 +107,23 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
             names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             missing = any(
                 columns - {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-                for table, columns in ours.items() if table in names
-            )  # fmt: skip
+                for table, columns in ours.items()
+                if table in names
+            )
         finally:
             connection.close()
     except sqlite3.Error as err:
         raise LedgerError(f"{path}: cannot open the ledger: {err}") from err
     if version > SCHEMA_VERSION:
-        raise LedgerError(f"{path}: ledger schema version {version} is newer than this twotier understands "
-                          f"({SCHEMA_VERSION}); upgrade twotier to read it")  # fmt: skip
+        raise LedgerError(
+            f"{path}: ledger schema version {version} is newer than this twotier understands "
+            f"({SCHEMA_VERSION}); upgrade twotier to read it"
+        )
     if version == 0 and names - set(ours):
-        raise LedgerError(f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
-                          "not a twotier ledger; twotier will not touch it")  # fmt: skip
+        raise LedgerError(
+            f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
+            "not a twotier ledger; twotier will not touch it"
+        )
     if (readonly or version == SCHEMA_VERSION) and not set(ours) <= names:
         raise LedgerNotReady(f"{path}: not a twotier ledger (it has no twotier tables)")
     return version, version == SCHEMA_VERSION and not missing
@@ -148,16 +170,22 @@ def _writer_database(path: Path, busy_timeout_ms: int, mounts: Path) -> SqliteDa
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise LedgerError(f"{path}: cannot create the ledger's folder: {err.strerror}") from err
-    if _on_readonly_filesystem(folder) or not os.access(folder, os.W_OK) or (
-        path.exists() and not os.access(path, os.W_OK)
+    if (
+        _on_readonly_filesystem(folder)
+        or not os.access(folder, os.W_OK)
+        or (path.exists() and not os.access(path, os.W_OK))
     ):
         raise LedgerError(f"{path}: the ledger is in a read-only place; training needs to write it (pass --ledger)")
     journal = "wal"
     fstype = filesystem_type(folder, mounts)
     if is_network_filesystem(fstype):
         journal = "delete"
-        log.warning("%s is on a network filesystem (%s), where SQLite's WAL is unsafe: using journal_mode=DELETE "
-                    "(viewers may wait while the trainer commits)", path, fstype)  # fmt: skip
+        log.warning(
+            "%s is on a network filesystem (%s), where SQLite's WAL is unsafe: using journal_mode=DELETE "
+            "(viewers may wait while the trainer commits)",
+            path,
+            fstype,
+        )
     # busy_timeout comes first so that switching the journal mode also waits for other openers.
     return SqliteDatabase(
         str(path),

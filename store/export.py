@@ -26,7 +26,9 @@ def event_record(event: StepEvent) -> dict[str, Any]:
     return record
 
 
-def event_records(reader: LedgerReader, run_id: str | None = None, kind: Kind | None = None) -> Iterator[dict[str, Any]]:
+def event_records(
+    reader: LedgerReader, run_id: str | None = None, kind: Kind | None = None
+) -> Iterator[dict[str, Any]]:
     for event in reader.iter_events(run_id, kind=kind):
         yield event_record(event)
 

@@ -16,13 +16,25 @@ def _probe_accuracy_and_process_columns(db: SqliteDatabase) -> None:
     """3: heldout_* become probe_* (one name for one idea); the writing process leaves the run's config."""
     migrator = SqliteMigrator(db)
     present = {column.name for column in db.get_columns("event")}
-    migrate(*(migrator.rename_column("event", old, old.replace("heldout_", "probe_"))
-              for old in ("heldout_accuracy", "heldout_token_accuracy") if old in present))  # fmt: skip
+    migrate(
+        *(
+            migrator.rename_column("event", old, old.replace("heldout_", "probe_"))
+            for old in ("heldout_accuracy", "heldout_token_accuracy")
+            if old in present
+        )
+    )
     present = {column.name for column in db.get_columns("run")}
-    migrate(*(migrator.add_column("run", name, field) for name, field in
-              (("host", TextField(null=True)), ("pid", IntegerField(null=True))) if name not in present))  # fmt: skip
-    db.execute_sql("UPDATE run SET host = json_extract(config_json, '$.host'), pid = json_extract(config_json, '$.pid'),"
-                   " config_json = json_remove(config_json, '$.host', '$.pid')")  # fmt: skip
+    migrate(
+        *(
+            migrator.add_column("run", name, field)
+            for name, field in (("host", TextField(null=True)), ("pid", IntegerField(null=True)))
+            if name not in present
+        )
+    )
+    db.execute_sql(
+        "UPDATE run SET host = json_extract(config_json, '$.host'), pid = json_extract(config_json, '$.pid'),"
+        " config_json = json_remove(config_json, '$.host', '$.pid')"
+    )
 
 
 def add_missing_columns(db: SqliteDatabase, models: list[type[Model]]) -> None:

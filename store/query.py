@@ -1,4 +1,4 @@
-"""Read-only questions asked after a run: a summary per run, curves, full evals, probe flips, comparisons, SQL.
+"""What the ledger commands compute from the reader's answers: a summary per run, curves, probe flips, comparisons, SQL.
 
 Everything here reads through a LedgerReader (a read-only connection), so no question can change a ledger.
 """
@@ -21,7 +21,9 @@ from .records import RunInfo, StepEvent
 _SCHEMA_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 )
-_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
+_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
 
 
 @dataclass(frozen=True)
@@ -38,16 +40,43 @@ class RunSummary:
     def record(self) -> dict[str, Any]:
         """A flat dict for exports and notebooks, keyed by RUN_COLUMNS."""
         run = self.run
-        values = (run.id, run.name, self.status, run.model, run.dataset, run.last_step, run.max_steps,
-                  run.started_at, run.ended_at, self.duration_s, self.final_train_loss, self.final_val_loss,
-                  self.final_probe_accuracy, run.error, run.config)  # fmt: skip
+        values = (
+            run.id,
+            run.name,
+            self.status,
+            run.model,
+            run.dataset,
+            run.last_step,
+            run.max_steps,
+            run.started_at,
+            run.ended_at,
+            self.duration_s,
+            self.final_train_loss,
+            self.final_val_loss,
+            self.final_probe_accuracy,
+            run.error,
+            run.config,
+        )
         return dict(zip(RUN_COLUMNS, values, strict=True))
 
 
 RUN_COLUMNS = (
-    "run_id", "name", "status", "model", "dataset", "steps", "max_steps", "started_at", "ended_at",
-    "duration_s", "final_train_loss", "final_val_loss", "final_probe_accuracy", "error", "config",
-)  # fmt: skip
+    "run_id",
+    "name",
+    "status",
+    "model",
+    "dataset",
+    "steps",
+    "max_steps",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "final_train_loss",
+    "final_val_loss",
+    "final_probe_accuracy",
+    "error",
+    "config",
+)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Read-only questions to a ledger: the runs, and a run's events past a high-water mark.
+"""Every read question a viewer or a query command asks of a ledger, answered in one place.
 
 Readers open the file read-only and hold no transaction between calls, so they never block
 the writer nor starve WAL checkpoints.
@@ -138,7 +138,9 @@ class LedgerReader:
         query = self._events().where((Event.run == run_id) & ~Event.superseded).order_by(Event.id.desc())
         return [self.tables.event.record_of(row) for row in reversed(list(query.limit(count).dicts()))]
 
-    def full_evals(self, run_id: str | None, *, last: int | None = None, before_id: int | None = None) -> list[StepEvent]:
+    def full_evals(
+        self, run_id: str | None, *, last: int | None = None, before_id: int | None = None
+    ) -> list[StepEvent]:
         """The run's full evals (every run's, for None), oldest first; `last` keeps only the newest that
         many, and `before_id` only those with a row id below it."""
         if last is None and before_id is None:
@@ -191,7 +193,9 @@ class LedgerReader:
         counts = sorted(count for _, count in rows)
         return Bucketed([mean for mean, _ in rows], counts[len(counts) // 2] if counts else 1)
 
-    def iter_events(self, run_id: str | None = None, kind: Kind | None = None, chunk: int = 1000) -> Iterator[StepEvent]:
+    def iter_events(
+        self, run_id: str | None = None, kind: Kind | None = None, chunk: int = 1000
+    ) -> Iterator[StepEvent]:
         """All events of one run (or all runs), in id order, read in chunks."""
         Event = self.tables.event.model
         after = 0

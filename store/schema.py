@@ -123,7 +123,9 @@ class Table:
                 joins.append((alias, getattr(self.model, column.name), column.nullable))
         query = self.model.select(*selected)
         for alias, reference, nullable in joins:
-            query = query.join_from(self.model, alias, JOIN.LEFT_OUTER if nullable else JOIN.INNER, on=(reference == alias.id))
+            query = query.join_from(
+                self.model, alias, JOIN.LEFT_OUTER if nullable else JOIN.INNER, on=(reference == alias.id)
+            )
         return query
 
 
@@ -154,8 +156,18 @@ def record_columns(record: type) -> tuple[Column, ...]:
         nullable = isinstance(hints[spec.name], types.UnionType) and type(None) in typing.get_args(hints[spec.name])
         name = spec.metadata.get("column", "run" if how == "run" else spec.name)
         default = None if spec.default is dataclasses.MISSING else spec.default
-        columns.append(Column(spec.name, name, how, kind, nullable, bool(spec.metadata.get("nan")),
-                              bool(spec.metadata.get("index")), default))
+        columns.append(
+            Column(
+                spec.name,
+                name,
+                how,
+                kind,
+                nullable,
+                bool(spec.metadata.get("nan")),
+                bool(spec.metadata.get("index")),
+                default,
+            )
+        )
     return tuple(columns)
 
 
@@ -174,17 +186,41 @@ def bind_tables(db: Database) -> Tables:
         body = TextField()
 
     run = _table("Run", RunInfo, Base, Text, None)
-    event = _table("Event", StepEvent, Base, Text, run.model, extra={"superseded": BooleanField(default=False)},
-                   indexes=((("run", "step"), False), (("run", "kind", "step"), False)))
-    probe = _table("Probe", ProbeResult, Base, Text, run.model,
-                   extra={"event": ForeignKeyField(event.model, backref="probes", on_delete="CASCADE"),
-                          "run": ForeignKeyField(run.model, on_delete="CASCADE"), "step": IntegerField()},
-                   indexes=((("run", "step"), False), (("run", "probe_id"), False)))
+    event = _table(
+        "Event",
+        StepEvent,
+        Base,
+        Text,
+        run.model,
+        extra={"superseded": BooleanField(default=False)},
+        indexes=((("run", "step"), False), (("run", "kind", "step"), False)),
+    )
+    probe = _table(
+        "Probe",
+        ProbeResult,
+        Base,
+        Text,
+        run.model,
+        extra={
+            "event": ForeignKeyField(event.model, backref="probes", on_delete="CASCADE"),
+            "run": ForeignKeyField(run.model, on_delete="CASCADE"),
+            "step": IntegerField(),
+        },
+        indexes=((("run", "step"), False), (("run", "probe_id"), False)),
+    )
     return Tables(run=run, event=event, probe=probe, text=Text)
 
 
-def _table(name: str, record: type, base: type[Model], texts: Any, run: Any, *,
-           extra: dict[str, Field] | None = None, indexes: tuple[Any, ...] = ()) -> Table:
+def _table(
+    name: str,
+    record: type,
+    base: type[Model],
+    texts: Any,
+    run: Any,
+    *,
+    extra: dict[str, Field] | None = None,
+    indexes: tuple[Any, ...] = (),
+) -> Table:
     columns = record_columns(record)
     attrs: dict[str, Any] = {"__doc__": record.__doc__}
     for column in columns:
@@ -211,7 +247,14 @@ def _fields(column: Column, texts: Any, run: Any) -> dict[str, Field]:
     if column.default is not None:
         options["default"] = column.default
     kind = column.kind
-    field_type = BooleanField if kind is bool else IntegerField if kind is int else FloatField if kind is float else (
-        CharField if issubclass(kind, Enum) or column.index else TextField)
+    field_type = (
+        BooleanField
+        if kind is bool
+        else IntegerField
+        if kind is int
+        else FloatField
+        if kind is float
+        else (CharField if issubclass(kind, Enum) or column.index else TextField)
+    )
     fields[column.name] = field_type(**options)
     return fields

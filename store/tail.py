@@ -58,8 +58,15 @@ class Tail:
     app draws no more than those, and reading the probes of every eval of a long run would dominate.
     """
 
-    def __init__(self, path: Path, run_ref: str | None, *, clock: Callable[[], float] = time.time,
-                 chunk: int = CHUNK, probes_for_last: int = CHUNK) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: Path,
+        run_ref: str | None,
+        *,
+        clock: Callable[[], float] = time.time,
+        chunk: int = CHUNK,
+        probes_for_last: int = CHUNK,
+    ) -> None:
         self.path = path
         self.run_ref = run_ref
         self.last_id = 0
@@ -87,8 +94,10 @@ class Tail:
         if self.last_id == 0 and reader.count_events(run.id) > self._chunk:
             events = reader.recent_events(run.id, self._probes_for_last)
             first_id = events[0].id or 0
-            opening = Opening(reader.loss_history(run.id, HISTORY_POINTS, first_id),
-                              reader.full_evals(run.id, last=OPENING_EVALS, before_id=first_id))  # fmt: skip
+            opening = Opening(
+                reader.loss_history(run.id, HISTORY_POINTS, first_id),
+                reader.full_evals(run.id, last=OPENING_EVALS, before_id=first_id),
+            )
         else:
             events = reader.events_after(run.id, self.last_id, self._chunk)
         if events and events[-1].id is not None:

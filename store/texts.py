@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
-
 from typing import Any
 
 
@@ -41,9 +40,7 @@ class TextInterner:
             keys = list(missing)
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
-                query = self._model.select(self._model.id, self._model.digest).where(
-                    self._model.digest.in_(chunk)
-                )
+                query = self._model.select(self._model.id, self._model.digest).where(self._model.digest.in_(chunk))
                 for row_id, key in query.tuples():
                     self._remember(bytes(key), row_id)
         return {text: self._cache[key] for text, key in wanted.items()}

@@ -69,8 +69,15 @@ def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
                 .where((Event.run == run_id) & (Event.step > from_step) & ~Event.superseded)
                 .execute()
             )
-            Run.update(status=RunStatus.RUNNING.value, ended_at=None, error=None, heartbeat_at=time.time(),
-                       last_step=from_step, host=socket.gethostname(), pid=os.getpid()).where(Run.id == run_id).execute()  # fmt: skip
+            Run.update(
+                status=RunStatus.RUNNING.value,
+                ended_at=None,
+                error=None,
+                heartbeat_at=time.time(),
+                last_step=from_step,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            ).where(Run.id == run_id).execute()
     except OperationalError as err:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
     return superseded
@@ -161,13 +168,22 @@ class LedgerWriter:
     def _note_lock(self, err: OperationalError, waiting: int) -> None:
         if self._locked_since is None:
             self._locked_since = time.monotonic()
-            log.warning("ledger %s is locked by another process (%s); training goes on, %d events wait in memory "
-                        "and are written when the lock goes", self._ledger.path, err, waiting + self._queue.qsize())  # fmt: skip
+            log.warning(
+                "ledger %s is locked by another process (%s); training goes on, %d events wait in memory "
+                "and are written when the lock goes",
+                self._ledger.path,
+                err,
+                waiting + self._queue.qsize(),
+            )
 
     def _note_unlocked(self, written: int) -> None:
         if self._locked_since is not None:
-            log.warning("ledger %s: the lock went after %.1f s; writing the %d events that waited",
-                        self._ledger.path, time.monotonic() - self._locked_since, written + self._queue.qsize())  # fmt: skip
+            log.warning(
+                "ledger %s: the lock went after %.1f s; writing the %d events that waited",
+                self._ledger.path,
+                time.monotonic() - self._locked_since,
+                written + self._queue.qsize(),
+            )
             self._locked_since = None
 
     def _give_up(self, err: BaseException) -> None:
@@ -180,8 +196,11 @@ class LedgerWriter:
         try:
             try:
                 with self._ledger.db.atomic():
-                    Run.update(status=RunStatus.FAILED.value, error=f"ledger write failed: {self._failure}",
-                               ended_at=time.time()).where(Run.id == self._run_id).execute()  # fmt: skip
+                    Run.update(
+                        status=RunStatus.FAILED.value,
+                        error=f"ledger write failed: {self._failure}",
+                        ended_at=time.time(),
+                    ).where(Run.id == self._run_id).execute()
             except DatabaseError as err:
                 raise _first_error(err) from None
         except DatabaseError as second:
@@ -239,8 +258,10 @@ class LedgerWriter:
             self._insert_rows(plain)
             plain = []
             row_id = tables.event.model.insert(**tables.event.row(event, text_id)).execute()
-            probe_rows = [tables.probe.row(probe, text_id, event=row_id, run=event.run_id, step=event.step)
-                          for probe in event.probes]  # fmt: skip
+            probe_rows = [
+                tables.probe.row(probe, text_id, event=row_id, run=event.run_id, step=event.step)
+                for probe in event.probes
+            ]
             tables.probe.model.insert_many(probe_rows).execute()
         self._insert_rows(plain)
 

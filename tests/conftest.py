@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ESCAPE_OUTPUT, FLIP_PATTERN, FinishedRun, Tmux, TwoRuns, copy_ledger, train
 
+from support import ESCAPE_OUTPUT, FLIP_PATTERN, FinishedRun, Tmux, TwoRuns, copy_ledger, train
 from twotier.engine.config import load_config
 from twotier.store import LedgerReader, LedgerWriter, RunStatus, create_run, open_ledger
 
 # Nothing in the tests may reach a model or dataset hub; fail fast instead of waiting on a network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +56,7 @@ def flips(short_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> P
     writer = LedgerWriter(ledger, info.id)
     for index, step in enumerate((20, 40, 60)):
         probes = tuple(
-            replace(probe, match=pattern[index],
-                    model_output=probe.golden if pattern[index] else ESCAPE_OUTPUT)  # fmt: skip
+            replace(probe, match=pattern[index], model_output=probe.golden if pattern[index] else ESCAPE_OUTPUT)
             for probe, pattern in ((template.probes[pid], FLIP_PATTERN[pid]) for pid in FLIP_PATTERN)
         )
         accuracy = sum(p.match for p in probes) / len(probes)

@@ -45,8 +45,17 @@ TUI = Path(sys.executable).with_name("twotier-tui")
 WAIT_S = 300
 # A small, quick demo run: the settings every test that trains starts from.
 SMALL = {"eval_samples": 32, "probe_size": 8, "max_length": 64, "max_new_tokens": 8, "learning_rate": 3e-3}
-TINY = {"log_steps": 1, "eval_steps": 0, "max_steps": 8, "batch_size": 8, "learning_rate": 3e-3, "eval_samples": 8,
-        "probe_size": 4, "max_length": 64, "max_new_tokens": 4}  # fmt: skip
+TINY = {
+    "log_steps": 1,
+    "eval_steps": 0,
+    "max_steps": 8,
+    "batch_size": 8,
+    "learning_rate": 3e-3,
+    "eval_samples": 8,
+    "probe_size": 4,
+    "max_length": 64,
+    "max_new_tokens": 4,
+}
 REFERENCE = ["--max-steps", "40", "--log-steps", "5", "--eval-steps", "20", "--batch-size", "16"]
 # Text that would act on a terminal or on Textual's markup if shown as it is.
 HOSTILE = {
@@ -85,9 +94,14 @@ def train(tmp: Path, run_options: dict[str, Any] | None = None, **overrides: Any
     from twotier.engine.runner import RunEnded, TrainingRun
 
     settings: dict[str, Any] = {
-        **SMALL, "log_steps": 5, "eval_steps": 20, "max_steps": 40, "batch_size": 16,
-        "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"),
-    }  # fmt: skip
+        **SMALL,
+        "log_steps": 5,
+        "eval_steps": 20,
+        "max_steps": 40,
+        "batch_size": 16,
+        "ledger": str(tmp / "ledger.db"),
+        "output_dir": str(tmp / "out"),
+    }
     settings.update(overrides)
     config = load_config(None, settings)
     run = TrainingRun(config, **(run_options or {}))
@@ -110,8 +124,9 @@ def train_tiny(tmp: Path, run_options: dict[str, Any] | None = None, **overrides
 def write_config(folder: Path, **settings: object) -> Path:
     """config.json in `folder`, with the ledger and checkpoints inside it too."""
     config = folder / "config.json"
-    config.write_text(json.dumps({**SMALL, "ledger": str(folder / "ledger.db"), "output_dir": str(folder / "out"),
-                                  **settings}))  # fmt: skip
+    config.write_text(
+        json.dumps({**SMALL, "ledger": str(folder / "ledger.db"), "output_dir": str(folder / "out"), **settings})
+    )
     return config
 
 
@@ -119,21 +134,36 @@ def headless_command(config: Path, *args: str) -> list[str]:
     return [PYTHON, "-m", "twotier.tui.cli", "--headless", "--config", str(config), *args]
 
 
-def headless(tmp_path: Path, *args: str, config: dict[str, Any] | None = None,
-             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def headless(
+    tmp_path: Path, *args: str, config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`twotier-tui --headless` run to its end from `tmp_path`, with a config of SMALL plus `config`."""
     command = headless_command(write_config(tmp_path, **(config or {})), *args)
-    return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, **(env or {})}
+    )
 
 
 def start_headless(tmp_path: Path, *args: str, config: dict[str, Any] | None = None) -> subprocess.Popen[str]:
     """A headless training started as a user starts it; returns once its first fast log is printed."""
-    settings = {"eval_samples": 16, "probe_size": 4, "max_new_tokens": 4, "batch_size": 8, "max_steps": 5000,
-                "log_steps": 1, "eval_steps": 1000, **(config or {})}  # fmt: skip
-    child = subprocess.Popen(headless_command(write_config(tmp_path, **settings), *args), cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb"})  # fmt: skip
+    settings = {
+        "eval_samples": 16,
+        "probe_size": 4,
+        "max_new_tokens": 4,
+        "batch_size": 8,
+        "max_steps": 5000,
+        "log_steps": 1,
+        "eval_steps": 1000,
+        **(config or {}),
+    }
+    child = subprocess.Popen(
+        headless_command(write_config(tmp_path, **settings), *args),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb"},
+    )
     assert child.stdout is not None
     for line in child.stdout:
         if "FAST LOG - Step" in line:
@@ -170,8 +200,9 @@ class Tmux:
         return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True).stdout
 
     def start(self, command: list[str], cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
-        self("new-session", "-d", "-s", "app", "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd),
-             " ".join(command))  # fmt: skip
+        self(
+            "new-session", "-d", "-s", "app", "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd), " ".join(command)
+        )
 
     def screen(self) -> str:
         try:
@@ -199,32 +230,83 @@ FIXED_RUN_ID = "5nap5hot0001"
 PROBE_WORDS = ("alpha", "delta", "kilo", "tango")
 
 
-def event(run_id: str, step: int, *, prompt: str | None = None, golden: str = "cba", kind: Kind = Kind.FAST,
-          loss: float | None = 1.5, model_output: str | None = None) -> StepEvent:  # fmt: skip
+def event(
+    run_id: str,
+    step: int,
+    *,
+    prompt: str | None = None,
+    golden: str = "cba",
+    kind: Kind = Kind.FAST,
+    loss: float | None = 1.5,
+    model_output: str | None = None,
+) -> StepEvent:
     """A fast log (or full eval) as the engine would publish it, without training anything."""
     return StepEvent(
-        run_id=run_id, step=step, kind=kind, wall_time=time.time(), elapsed_s=float(step), prompt=prompt or
-        f"reverse abc{step}=", golden=golden, loss=loss, prompt_tokens=9, golden_tokens=4, batch_loss=loss,
-        learning_rate=1e-3, grad_norm=0.5, tokens_per_s=1000.0, epoch=0.1, model_output=model_output,
-    )  # fmt: skip
+        run_id=run_id,
+        step=step,
+        kind=kind,
+        wall_time=time.time(),
+        elapsed_s=float(step),
+        prompt=prompt or f"reverse abc{step}=",
+        golden=golden,
+        loss=loss,
+        prompt_tokens=9,
+        golden_tokens=4,
+        batch_loss=loss,
+        learning_rate=1e-3,
+        grad_norm=0.5,
+        tokens_per_s=1000.0,
+        epoch=0.1,
+        model_output=model_output,
+    )
 
 
 def new_run(path: Path, run_id: str = "run-1", **open_kwargs: object) -> Ledger:
     """Open (create) a ledger for writing and record a running run in it."""
     ledger = open_ledger(path, **open_kwargs)  # type: ignore[arg-type]
     now = time.time()
-    create_run(ledger, RunInfo(id=run_id, name=run_id, status=RunStatus.RUNNING, model="demo", dataset="demo",
-                               config={}, started_at=now, heartbeat_at=now, max_steps=None))  # fmt: skip
+    create_run(
+        ledger,
+        RunInfo(
+            id=run_id,
+            name=run_id,
+            status=RunStatus.RUNNING,
+            model="demo",
+            dataset="demo",
+            config={},
+            started_at=now,
+            heartbeat_at=now,
+            max_steps=None,
+        ),
+    )
     return ledger
 
 
-def write_run(path: Path, events: Sequence[StepEvent], *, run_id: str = FIXED_RUN_ID, name: str = "demo-fixed",
-              status: RunStatus = RunStatus.RUNNING, max_steps: int = 100) -> Path:  # fmt: skip
+def write_run(
+    path: Path,
+    events: Sequence[StepEvent],
+    *,
+    run_id: str = FIXED_RUN_ID,
+    name: str = "demo-fixed",
+    status: RunStatus = RunStatus.RUNNING,
+    max_steps: int = 100,
+) -> Path:
     """Record a run with fixed times and its events through the real writer; RUNNING leaves it live."""
     ledger = open_ledger(path)
-    create_run(ledger, RunInfo(id=run_id, name=name, status=RunStatus.RUNNING, model="demo", dataset="demo",
-                               config={"log_steps": 5, "eval_steps": 20}, started_at=START,
-                               heartbeat_at=START, max_steps=max_steps))  # fmt: skip
+    create_run(
+        ledger,
+        RunInfo(
+            id=run_id,
+            name=name,
+            status=RunStatus.RUNNING,
+            model="demo",
+            dataset="demo",
+            config={"log_steps": 5, "eval_steps": 20},
+            started_at=START,
+            heartbeat_at=START,
+            max_steps=max_steps,
+        ),
+    )
     writer = LedgerWriter(ledger, run_id, flush_interval=0.01)
     for each in events:
         writer.submit(each)
@@ -237,29 +319,62 @@ def fast(step: int, prompt: str | None = None, golden: str | None = None, run_id
     """A fast log of fixed figures at `step`."""
     word = f"word{step:03d}"
     return StepEvent(
-        run_id=run_id, step=step, kind=Kind.FAST, wall_time=START + 2 * step, elapsed_s=2.0 * step,
-        prompt=prompt if prompt is not None else f"reverse {word}", golden=golden if golden is not None else word[::-1],
-        loss=2.0 / math.sqrt(step), prompt_tokens=16, golden_tokens=8, batch_loss=3.0 / math.sqrt(step),
-        learning_rate=3e-3, grad_norm=1.5, tokens_per_s=1234.0, epoch=step / 100,
-    )  # fmt: skip
+        run_id=run_id,
+        step=step,
+        kind=Kind.FAST,
+        wall_time=START + 2 * step,
+        elapsed_s=2.0 * step,
+        prompt=prompt if prompt is not None else f"reverse {word}",
+        golden=golden if golden is not None else word[::-1],
+        loss=2.0 / math.sqrt(step),
+        prompt_tokens=16,
+        golden_tokens=8,
+        batch_loss=3.0 / math.sqrt(step),
+        learning_rate=3e-3,
+        grad_norm=1.5,
+        tokens_per_s=1234.0,
+        epoch=step / 100,
+    )
 
 
-def full(step: int, output: str, match: bool, prompt: str | None = None, golden: str | None = None,
-         run_id: str = FIXED_RUN_ID) -> StepEvent:  # fmt: skip
+def full(
+    step: int,
+    output: str,
+    match: bool,
+    prompt: str | None = None,
+    golden: str | None = None,
+    run_id: str = FIXED_RUN_ID,
+) -> StepEvent:
     """A full eval of fixed figures at `step`, with four probes whose MATCH alternates from eval to eval."""
     base = fast(step, prompt, golden, run_id)
     probes = tuple(
-        ProbeResult(probe_id=i, prompt=f"reverse {w}", golden=w[::-1],
-                    model_output=w[::-1] if (i + step // 20) % 2 else w, match=bool((i + step // 20) % 2), loss=0.5)
+        ProbeResult(
+            probe_id=i,
+            prompt=f"reverse {w}",
+            golden=w[::-1],
+            model_output=w[::-1] if (i + step // 20) % 2 else w,
+            match=bool((i + step // 20) % 2),
+            loss=0.5,
+        )
         for i, w in enumerate(PROBE_WORDS)
-    )  # fmt: skip
+    )
     return StepEvent(
-        **{**base.__dict__, "kind": Kind.FULL, "probes": probes, "model_output": output,
-           "output_tokens": len(output) + 1, "match": match, "train_loss_mean": 3.3 / math.sqrt(step),
-           "val_loss": 3.6 / math.sqrt(step), "gap": 0.3 / math.sqrt(step), "gap_ok": step > 20,
-           "probe_accuracy": sum(p.match for p in probes) / len(probes),
-           "probe_token_accuracy": 0.75, "eval_seconds": 1.25},
-    )  # fmt: skip
+        **{
+            **base.__dict__,
+            "kind": Kind.FULL,
+            "probes": probes,
+            "model_output": output,
+            "output_tokens": len(output) + 1,
+            "match": match,
+            "train_loss_mean": 3.3 / math.sqrt(step),
+            "val_loss": 3.6 / math.sqrt(step),
+            "gap": 0.3 / math.sqrt(step),
+            "gap_ok": step > 20,
+            "probe_accuracy": sum(p.match for p in probes) / len(probes),
+            "probe_token_accuracy": 0.75,
+            "eval_seconds": 1.25,
+        },
+    )
 
 
 def fixed_events() -> list[StepEvent]:
@@ -330,8 +445,12 @@ def hold_write_lock(path: Path, seconds: float) -> subprocess.Popen[str]:
 
 def start_writer_process(path: Path, run_id: str) -> subprocess.Popen[str]:
     """A child that writes events to `run_id` as fast as its writer commits, until killed."""
-    child = subprocess.Popen([PYTHON, __file__, "write", str(path), run_id], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    child = subprocess.Popen(
+        [PYTHON, __file__, "write", str(path), run_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert child.stdout is not None and child.stdout.readline().strip() == "writing"
     return child
 
@@ -352,7 +471,9 @@ def _write_forever(path: Path, run_id: str) -> None:
 def mounted_tmpfs(point: Path, size: str) -> Iterator[Path]:
     """A real tmpfs of `size` at `point` for the test's length; skips where mounting needs root."""
     point.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True
+    ).returncode:
         pytest.skip("mounting a tmpfs needs root")
     try:
         yield point

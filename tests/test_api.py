@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from peewee import OperationalError
-from support import rows
 
+from support import rows
 from twotier.store.api import open_ledger_readonly
 from twotier.store.export import EVENT_COLUMNS
 
@@ -21,8 +21,9 @@ def ledger(short_run):
 
 def test_runs_are_records_with_the_final_figures(ledger, short_run):
     (record,) = ledger.runs()
-    val_loss, accuracy = rows(short_run.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE kind = 'full' "
-                              "ORDER BY id DESC LIMIT 1")[0]  # fmt: skip
+    val_loss, accuracy = rows(
+        short_run.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE kind = 'full' ORDER BY id DESC LIMIT 1"
+    )[0]
     assert (record["run_id"], record["status"], record["steps"]) == (short_run.run_id, "finished", 40)
     assert (record["final_val_loss"], record["final_probe_accuracy"]) == (val_loss, accuracy)
     assert record["config"]["eval_steps"] == 20
@@ -32,7 +33,8 @@ def test_events_are_one_plain_dict_per_event_in_ledger_order(ledger, short_run):
     events = ledger.events("latest")
     assert all(type(event) is dict and tuple(event) == EVENT_COLUMNS for event in events)
     assert [(e["step"], e["kind"], e["loss"]) for e in events] == rows(
-        short_run.ledger, "SELECT step, kind, loss FROM event ORDER BY id")
+        short_run.ledger, "SELECT step, kind, loss FROM event ORDER BY id"
+    )
 
 
 def test_full_evals_are_only_the_full_evals(ledger):
@@ -41,8 +43,10 @@ def test_full_evals_are_only_the_full_evals(ledger):
 
 def test_probes_are_one_record_per_probe_answer(ledger, short_run):
     assert [(p["step"], p["probe_id"], p["model_output"]) for p in ledger.probes(short_run.run_id)] == rows(
-        short_run.ledger, "SELECT p.step, p.probe_id, t.body FROM probe p JOIN text t ON t.id = p.output_id "
-        "ORDER BY p.event_id, p.probe_id")  # fmt: skip
+        short_run.ledger,
+        "SELECT p.step, p.probe_id, t.body FROM probe p JOIN text t ON t.id = p.output_id "
+        "ORDER BY p.event_id, p.probe_id",
+    )
 
 
 def test_to_pandas_gives_one_column_per_field(ledger):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-
 from support import TUI, Tmux, wait_for, write_config
 from twotier.store import LedgerReader, RunStatus
-
 
 
 def run_status(ledger: Path) -> RunStatus:

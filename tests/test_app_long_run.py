@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from support import fast, full, write_run
 
-from twotier.tui.app import make_app
+from support import fast, full, write_run
 from twotier.store.tail import CHUNK, HISTORY_POINTS, Tail
+from twotier.tui.app import make_app
 from twotier.tui.app.widgets.eval_table import EvalTable
 from twotier.tui.app.widgets.loss_chart import LossChart
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import START, fixed_events, write_run
 
+from support import START, fixed_events, write_run
 from twotier.tui.app import TwoTierApp, make_app
 
 

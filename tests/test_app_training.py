@@ -21,10 +21,17 @@ SIZE = (100, 30)
 
 def tiny_config(tmp: Path, **overrides: object) -> Config:
     settings = {
-        "log_steps": 1, "eval_steps": 0, "max_steps": 100_000, "batch_size": 8, "eval_samples": 8,
-        "probe_size": 4, "max_length": 64, "max_new_tokens": 8,
-        "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"),
-    }  # fmt: skip
+        "log_steps": 1,
+        "eval_steps": 0,
+        "max_steps": 100_000,
+        "batch_size": 8,
+        "eval_samples": 8,
+        "probe_size": 4,
+        "max_length": 64,
+        "max_new_tokens": 8,
+        "ledger": str(tmp / "ledger.db"),
+        "output_dir": str(tmp / "out"),
+    }
     settings.update(overrides)
     return load_config(None, settings)
 

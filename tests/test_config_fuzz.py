@@ -11,17 +11,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support import headless_command
-
 from twotier.engine.config import FIELDS, Config, load_config
 from twotier.engine.errors import ConfigError
 
 FUZZ_CASES = 400
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
-)  # fmt: skip
+)
 plain_keys = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=12)
 configs = st.dictionaries(st.sampled_from(sorted(FIELDS)) | plain_keys, json_values, max_size=5)
 
@@ -60,7 +62,7 @@ def test_an_unknown_key_with_control_characters_is_refused_in_one_inert_line(tmp
 
 
 def test_non_object_and_broken_json_are_refused_in_one_line(tmp_path):
-    for text in ("[1, 2]", "{\"log_steps\": ", "\xff\xfe", "null"):
+    for text in ("[1, 2]", '{"log_steps": ', "\xff\xfe", "null"):
         path = tmp_path / "config.json"
         path.write_bytes(text.encode("latin-1"))
         try:
@@ -75,8 +77,13 @@ def test_invalid_configs_through_the_cli_exit_2_with_one_line(tmp_path):
     for bad in ({"max_steps": "ten"}, {"log_step": 5}, {"probe_size": 99, "eval_samples": 8}, {"batch_size": 0}):
         path = tmp_path / "config.json"
         path.write_text(json.dumps(bad))
-        result = subprocess.run(headless_command(path, "--ledger", str(tmp_path / "l.db")), capture_output=True, text=True, cwd=tmp_path,
-                                timeout=120)  # fmt: skip
+        result = subprocess.run(
+            headless_command(path, "--ledger", str(tmp_path / "l.db")),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert result.returncode == 2, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
         assert not Path(tmp_path / "l.db").exists()

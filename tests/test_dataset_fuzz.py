@@ -59,13 +59,21 @@ def python_sources() -> list[Path]:
 
 
 def test_no_torch_load_without_weights_only_anywhere_in_the_code():
-    calls = [(p.name, line) for p in python_sources() for line in p.read_text().splitlines()
-             if re.search(r"torch\.load\(", line) and "weights_only=True" not in line]  # fmt: skip
+    calls = [
+        (p.name, line)
+        for p in python_sources()
+        for line in p.read_text().splitlines()
+        if re.search(r"torch\.load\(", line) and "weights_only=True" not in line
+    ]
     assert python_sources() and calls == []
 
 
 def test_remote_code_runs_only_when_the_config_asks():
-    literal = [(p.name, line) for p in python_sources() for line in p.read_text().splitlines()
-               if re.search(r"trust_remote_code\s*=\s*True", line)]  # fmt: skip
+    literal = [
+        (p.name, line)
+        for p in python_sources()
+        for line in p.read_text().splitlines()
+        if re.search(r"trust_remote_code\s*=\s*True", line)
+    ]
     assert literal == []
     assert load_config(None, {}).trust_remote_code is False

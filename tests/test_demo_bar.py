@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from support import train
-
 from twotier.engine.config import load_config
 from twotier.store import RunStatus
 

@@ -9,9 +9,15 @@ def test_reference_run_leaves_exactly_the_issue_events(short_run):
     with LedgerReader(short_run.ledger) as reader:
         events = reader.events_after(short_run.run_id)
     assert [(e.step, e.kind) for e in events] == [
-        (5, Kind.FAST), (10, Kind.FAST), (15, Kind.FAST), (20, Kind.FULL),
-        (25, Kind.FAST), (30, Kind.FAST), (35, Kind.FAST), (40, Kind.FULL),
-    ]  # fmt: skip
+        (5, Kind.FAST),
+        (10, Kind.FAST),
+        (15, Kind.FAST),
+        (20, Kind.FULL),
+        (25, Kind.FAST),
+        (30, Kind.FAST),
+        (35, Kind.FAST),
+        (40, Kind.FULL),
+    ]
 
 
 def test_only_full_evals_carry_validation_loss_and_model_output(short_run):

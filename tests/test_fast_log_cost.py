@@ -7,10 +7,10 @@ from functools import partial
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from twotier.engine.cadence import TierSettings
 from twotier.engine.data import collate
 from twotier.engine.evaluate import Evaluator
 from twotier.engine.loss import LossTap
-from twotier.engine.cadence import TierSettings
 from twotier.engine.tiers import TwoTierCallback
 from twotier.engine.trainer import TwoTierTrainer
 from twotier.store import Kind
@@ -30,17 +30,38 @@ class ForwardCounter(TrainerCallback):
 
 def train(tiny, examples, tmp_path, *, ours: bool, max_steps=10, log_steps=1, eval_steps=10):
     events = []
-    evaluator = Evaluator(tiny.tokenizer, examples.validation, eval_samples=8, probe_size=4, max_new_tokens=4, batch_size=8)
+    evaluator = Evaluator(
+        tiny.tokenizer, examples.validation, eval_samples=8, probe_size=4, max_new_tokens=4, batch_size=8
+    )
     tap = LossTap() if ours else None
-    tiers = TwoTierCallback(run_id="test", tokenizer=tiny.tokenizer, publish=events.append, evaluator=evaluator,
-                            settings=TierSettings(log_steps=log_steps, eval_steps=eval_steps), loss_tap=tap)  # fmt: skip
+    tiers = TwoTierCallback(
+        run_id="test",
+        tokenizer=tiny.tokenizer,
+        publish=events.append,
+        evaluator=evaluator,
+        settings=TierSettings(log_steps=log_steps, eval_steps=eval_steps),
+        loss_tap=tap,
+    )
     counter = ForwardCounter(tiny.model)
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8,
-                             report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
-                             remove_unused_columns=False, dataloader_pin_memory=False)  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=max_steps,
+        per_device_train_batch_size=8,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+    )
     data = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples.train[:200]]
-    common = dict(model=tiny.model, args=args, train_dataset=data, callbacks=[tiers, counter],
-                  data_collator=partial(collate, pad_id=tiny.tokenizer.pad_token_id))  # fmt: skip
+    common = {
+        "model": tiny.model,
+        "args": args,
+        "train_dataset": data,
+        "callbacks": [tiers, counter],
+        "data_collator": partial(collate, pad_id=tiny.tokenizer.pad_token_id),
+    }
     trainer = TwoTierTrainer(**common, loss_tap=tap) if ours else Trainer(**common)
     trainer.train()
     return events, counter.calls

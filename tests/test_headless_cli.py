@@ -6,8 +6,8 @@ import hashlib
 import sqlite3
 
 from support import REFERENCE, headless
-
 from twotier.store import LedgerReader
+
 
 def test_headless_run_prints_each_event_and_a_closing_summary(tmp_path):
     result = headless(tmp_path, *REFERENCE)

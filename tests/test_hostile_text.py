@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-
 import pytest
-from support import ESCAPE_BYTES, HOSTILE, event, new_run
 
+from support import ESCAPE_BYTES, HOSTILE, event, new_run
 from twotier.store import Kind, LedgerReader, LedgerWriter, RunStatus
 from twotier.store.texts import storable
 from twotier.tui.render import event_block
-
 
 
 @pytest.mark.parametrize("name", HOSTILE)

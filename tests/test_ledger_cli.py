@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support import ESCAPE_OUTPUT, copy_ledger, digest, rows
 
+from support import ESCAPE_OUTPUT, copy_ledger, digest, rows
 from twotier.store import LedgerReader
-from twotier.tui.render import fmt_loss
 from twotier.tui.console.ledger import main
+from twotier.tui.render import fmt_loss
 
 COMMANDS = ["runs", "show", "compare", "export", "sql", "plot"]
 
@@ -34,10 +34,14 @@ def test_runs_prints_one_line_per_run_with_its_final_figures(capsys, two_runs):
     lines = out.splitlines()
     assert len(lines) == 1 + 2
     for run in (two_runs.fast, two_runs.slow):
-        (batch_loss,) = rows(two_runs.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1",
-                             run.run_id)[0]  # fmt: skip
-        val_loss, accuracy = rows(two_runs.ledger, "SELECT val_loss, probe_accuracy FROM event WHERE run_id = ? "
-                                  "AND kind = 'full' ORDER BY id DESC LIMIT 1", run.run_id)[0]  # fmt: skip
+        (batch_loss,) = rows(
+            two_runs.ledger, "SELECT batch_loss FROM event WHERE run_id = ? ORDER BY id DESC LIMIT 1", run.run_id
+        )[0]
+        val_loss, accuracy = rows(
+            two_runs.ledger,
+            "SELECT val_loss, probe_accuracy FROM event WHERE run_id = ? AND kind = 'full' ORDER BY id DESC LIMIT 1",
+            run.run_id,
+        )[0]
         (line,) = [line for line in lines if line.startswith(run.run_id)]
         assert line.split()[2:5] == ["finished", "demo", "40/40"]
         assert line.split()[-3:] == [fmt_loss(batch_loss), fmt_loss(val_loss), f"{accuracy:.2f}"]
@@ -48,8 +52,10 @@ def test_runs_status_filter_keeps_only_that_status(capsys, two_runs):
 
 
 def test_show_accepts_an_id_a_prefix_a_name_and_latest(capsys, two_runs):
-    firsts = {twotier(capsys, two_runs.ledger, "show", ref)[1].splitlines()[0]
-              for ref in (two_runs.slow.run_id, two_runs.slow.run_id[:6], "slow", "latest")}  # fmt: skip
+    firsts = {
+        twotier(capsys, two_runs.ledger, "show", ref)[1].splitlines()[0]
+        for ref in (two_runs.slow.run_id, two_runs.slow.run_id[:6], "slow", "latest")
+    }
     assert firsts == {f"run {two_runs.slow.run_id}  slow  finished"}
 
 
@@ -60,7 +66,9 @@ def test_show_prints_each_config_key_with_its_value(capsys, short_run):
 
 
 def test_show_draws_the_loss_curve_as_text_blocks_between_its_extremes(capsys, short_run):
-    losses = [loss for (loss,) in rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ?", short_run.run_id)]
+    losses = [
+        loss for (loss,) in rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ?", short_run.run_id)
+    ]
     lines = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1].splitlines()
     top = lines.index("training loss (batch loss at each logged step)") + 1
     assert lines[top].split()[0] == f"{max(losses):.4f}"
@@ -70,8 +78,12 @@ def test_show_draws_the_loss_curve_as_text_blocks_between_its_extremes(capsys, s
 
 
 def test_show_prints_the_full_eval_table_with_the_ledger_figures(capsys, short_run):
-    evals = rows(short_run.ledger, "SELECT step, train_loss_mean, val_loss, probe_accuracy FROM event "
-                 "WHERE run_id = ? AND kind = 'full' ORDER BY step", short_run.run_id)  # fmt: skip
+    evals = rows(
+        short_run.ledger,
+        "SELECT step, train_loss_mean, val_loss, probe_accuracy FROM event "
+        "WHERE run_id = ? AND kind = 'full' ORDER BY step",
+        short_run.run_id,
+    )
     lines = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1].splitlines()
     start = lines.index("full evals (2)") + 2
     for line, (step, train_mean, val_loss, accuracy) in zip(lines[start : start + 2], evals):
@@ -97,8 +109,10 @@ def test_compare_prints_the_differing_config_keys_and_the_evals_side_by_side(cap
     fast, slow = two_runs.fast.run_id, two_runs.slow.run_id
     lines = twotier(capsys, two_runs.ledger, "compare", fast, slow)[1].splitlines()
     assert [line.split()[1:3] for line in lines if line.startswith("  learning_rate")] == [["0.003", "0.001"]]
-    val = {run: dict(rows(two_runs.ledger, "SELECT step, val_loss FROM event WHERE run_id = ? AND kind = 'full'", run))
-           for run in (fast, slow)}  # fmt: skip
+    val = {
+        run: dict(rows(two_runs.ledger, "SELECT step, val_loss FROM event WHERE run_id = ? AND kind = 'full'", run))
+        for run in (fast, slow)
+    }
     table = lines[lines.index("full evals by step") + 2 :]
     assert [line.split()[:3] for line in table] == [
         [str(step), fmt_loss(val[fast][step]), fmt_loss(val[slow][step])] for step in (20, 40)
@@ -108,11 +122,28 @@ def test_compare_prints_the_differing_config_keys_and_the_evals_side_by_side(cap
 def test_export_writes_one_json_record_per_event_with_the_issue_fields(capsys, two_runs):
     out = twotier(capsys, two_runs.ledger, "export", "--run", "slow")[1]
     records = [json.loads(line) for line in out.splitlines()]
-    expected = rows(two_runs.ledger, "SELECT step, kind, loss FROM event WHERE run_id = ? ORDER BY id", two_runs.slow.run_id)
+    expected = rows(
+        two_runs.ledger, "SELECT step, kind, loss FROM event WHERE run_id = ? ORDER BY id", two_runs.slow.run_id
+    )
     assert [(r["step"], r["kind"], r["loss"]) for r in records] == expected
-    assert {"run_id", "step", "kind", "prompt", "golden", "loss", "prompt_tokens", "golden_tokens", "model_output",
-            "output_tokens", "match", "train_loss_mean", "val_loss", "gap", "probe_accuracy",
-            "eval_seconds"} <= set(records[0])  # fmt: skip
+    assert {
+        "run_id",
+        "step",
+        "kind",
+        "prompt",
+        "golden",
+        "loss",
+        "prompt_tokens",
+        "golden_tokens",
+        "model_output",
+        "output_tokens",
+        "match",
+        "train_loss_mean",
+        "val_loss",
+        "gap",
+        "probe_accuracy",
+        "eval_seconds",
+    } <= set(records[0])
 
 
 def test_export_without_a_run_covers_every_run(capsys, two_runs):
@@ -156,7 +187,9 @@ def test_sql_prints_the_rows_as_a_table(capsys, short_run):
 
 
 def test_sql_csv_format_is_for_scripts(capsys, short_run):
-    out = twotier(capsys, short_run.ledger, "sql", "SELECT step, kind FROM event ORDER BY id LIMIT 2", "--format", "csv")[1]
+    out = twotier(
+        capsys, short_run.ledger, "sql", "SELECT step, kind FROM event ORDER BY id LIMIT 2", "--format", "csv"
+    )[1]
     assert out.splitlines() == ["step,kind", "5,fast", "10,fast"]
 
 
@@ -169,11 +202,14 @@ def test_sql_write_is_refused_in_one_line_and_the_ledger_is_unchanged(capsys, sh
     assert (digest(ledger), rows(ledger, "SELECT count(*), sum(step) FROM event")) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["runs", "--ledger", "missing.db"], "missing.db: no ledger there"),
-    (["show", "nosuchrun"], "no run matches 'nosuchrun'"),
-    (["sql", "SELEC 1"], 'sql: near "SELEC": syntax error'),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["runs", "--ledger", "missing.db"], "missing.db: no ledger there"),
+        (["show", "nosuchrun"], "no run matches 'nosuchrun'"),
+        (["sql", "SELEC 1"], 'sql: near "SELEC": syntax error'),
+    ],
+)
 def test_errors_are_one_line_on_stderr_with_a_nonzero_exit(capsys, short_run, args, message):
     code = main(["ledger", *args] if "--ledger" in args else ["ledger", *args, "--ledger", str(short_run.ledger)])
     out, err = capsys.readouterr()
@@ -190,7 +226,9 @@ def test_each_command_has_help_naming_the_ledger_option(capsys, command):
 
 
 def test_plot_writes_one_png_of_several_runs(capsys, two_runs, tmp_path):
-    code, out, _ = twotier(capsys, two_runs.ledger, "plot", "slow", two_runs.fast.run_id, "--out", str(tmp_path / "l.png"))
+    code, out, _ = twotier(
+        capsys, two_runs.ledger, "plot", "slow", two_runs.fast.run_id, "--out", str(tmp_path / "l.png")
+    )
     assert code == 0 and out == f"twotier: wrote {tmp_path / 'l.png'} (2 runs)\n"
     assert (tmp_path / "l.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -202,7 +240,9 @@ def test_plot_without_matplotlib_says_how_to_install_it_in_one_line(short_run, t
         f"sys.exit(main(['ledger', 'plot', 'latest', '--out', {str(tmp_path / 'l.png')!r}, '--ledger', {str(short_run.ledger)!r}]))"
     )
     assert result.returncode == 1
-    assert result.stderr == "twotier: error: plot needs matplotlib, which is not installed: pip install 'twotier[plot]'\n"
+    assert (
+        result.stderr == "twotier: error: plot needs matplotlib, which is not installed: pip install 'twotier[plot]'\n"
+    )
     assert not (tmp_path / "l.png").exists()
 
 

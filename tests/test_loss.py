@@ -35,8 +35,9 @@ def test_example_loss_equals_that_example_scored_alone(tiny, demo_examples):
 
 
 def test_loss_with_gradient_accumulation_matches_the_library(tiny, demo_examples, tmp_path):
-    args = TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=4, report_to="none",
-                             per_device_train_batch_size=6)  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path), gradient_accumulation_steps=4, report_to="none", per_device_train_batch_size=6
+    )
     batch = batch_of(demo_examples.train, tiny.tokenizer)
     num_items = torch.tensor(97)  # tokens of the whole accumulated step, as the Trainer counts them
     ours = TwoTierTrainer(model=tiny.model, args=args, loss_tap=LossTap())
@@ -50,11 +51,16 @@ def test_loss_with_gradient_accumulation_matches_the_library(tiny, demo_examples
 
 def test_step_loss_adds_up_the_micro_batches_of_one_step(tiny, demo_examples):
     tap = LossTap()
-    first, second = batch_of(demo_examples.train[:3], tiny.tokenizer, 3), batch_of(demo_examples.train[3:6], tiny.tokenizer, 3)
+    first, second = (
+        batch_of(demo_examples.train[:3], tiny.tokenizer, 3),
+        batch_of(demo_examples.train[3:6], tiny.tokenizer, 3),
+    )
     whole = batch_of(demo_examples.train[:6], tiny.tokenizer, 6)
     with torch.no_grad():
         for batch in (first, second):
             logits = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            tap.record(batch["input_ids"], batch["labels"], *token_losses(logits, batch["labels"]), batch["attention_mask"])
+            tap.record(
+                batch["input_ids"], batch["labels"], *token_losses(logits, batch["labels"]), batch["attention_mask"]
+            )
         expected = tiny.model(**whole).loss.item()
     assert abs(tap.read(since_eval=False).batch_loss - expected) < 1e-4

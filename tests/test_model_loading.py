@@ -24,7 +24,10 @@ def test_remote_code_is_not_trusted_unless_asked(tiny_model_dir, monkeypatch):
 
     seen = []
     original = transformers.AutoModelForCausalLM.from_pretrained
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained",
-                        lambda *a, **k: seen.append(k["trust_remote_code"]) or original(*a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        transformers.AutoModelForCausalLM,
+        "from_pretrained",
+        lambda *a, **k: seen.append(k["trust_remote_code"]) or original(*a, **k),
+    )
     load_model(str(tiny_model_dir))
     assert seen == [False]

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from support import headless_command
-
 from twotier.engine.resume import TRAINER_STATE, find_resume_point
 from twotier.store import LedgerReader, RunStatus
 
@@ -26,7 +25,13 @@ KILLS = int(os.environ.get("TWOTIER_KILLS", "5"))
 
 
 def start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(headless_command(tmp_path / "config.json", *extra), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        headless_command(tmp_path / "config.json", *extra),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def kill_after_first_event(process: subprocess.Popen[str], rng: random.Random) -> None:
@@ -38,11 +43,20 @@ def kill_after_first_event(process: subprocess.Popen[str], rng: random.Random) -
 
 
 def test_every_resume_after_a_kill_during_checkpointing_succeeds(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "max_steps": 100_000, "log_steps": 1, "eval_steps": 0, "batch_size": 8, "max_length": 64,
-        "ledger": str(tmp_path / "ledger.db"), "output_dir": str(tmp_path / "out"),
-        "training_args": {"save_steps": 1, "save_total_limit": 2},
-    }))  # fmt: skip
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "max_steps": 100_000,
+                "log_steps": 1,
+                "eval_steps": 0,
+                "batch_size": 8,
+                "max_length": 64,
+                "ledger": str(tmp_path / "ledger.db"),
+                "output_dir": str(tmp_path / "out"),
+                "training_args": {"save_steps": 1, "save_total_limit": 2},
+            }
+        )
+    )
     rng = random.Random(7)
     cut_short = 0
     for kill in range(KILLS):

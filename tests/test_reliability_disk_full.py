@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support import mounted_tmpfs, train_tiny
 
+from support import mounted_tmpfs, train_tiny
 from twotier.store import LedgerReader, RunStatus
 
 
@@ -19,8 +19,7 @@ def small_disk(tmp_path: Path):
 
 
 def test_a_full_disk_stops_training_as_failed_and_keeps_the_ledger_intact(tmp_path, small_disk):
-    ended = train_tiny(tmp_path, ledger=str(small_disk / "ledger.db"), log_steps=1, eval_steps=0,
-                               max_steps=5000)  # fmt: skip
+    ended = train_tiny(tmp_path, ledger=str(small_disk / "ledger.db"), log_steps=1, eval_steps=0, max_steps=5000)
     assert ended.status is RunStatus.FAILED
     assert "full" in ended.error
     assert len(ended.events) < 5000

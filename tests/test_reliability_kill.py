@@ -7,8 +7,8 @@ import signal
 import time
 
 import pytest
-from support import integrity, new_run, start_headless, start_writer_process
 
+from support import integrity, new_run, start_headless, start_writer_process
 from twotier.store import LedgerReader, RunStatus
 from twotier.store.reader import STALE_AFTER_S
 

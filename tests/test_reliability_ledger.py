@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
 
+from support import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger
 from twotier.store.db import BUSY_TIMEOUT_MS, filesystem_type, is_network_filesystem
@@ -35,9 +35,8 @@ def written_ledger(path: Path, events: int = 20, run_id: str = "run-1") -> Path:
 def test_a_write_transaction_takes_the_write_lock_when_it_begins(ledger_path):
     ledger = new_run(ledger_path)
     other = sqlite3.connect(ledger_path, timeout=0, isolation_level=None)
-    with ledger.db.atomic():
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            other.execute("BEGIN IMMEDIATE")
+    with ledger.db.atomic(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
     other.execute("BEGIN IMMEDIATE")
     other.execute("ROLLBACK")
 
@@ -88,8 +87,9 @@ def test_training_goes_on_while_another_process_holds_the_lock_and_the_backlog_i
 @pytest.mark.reliability
 def test_a_long_lock_past_the_busy_timeout_loses_nothing(ledger_path, caplog):
     """60 s under `make test-reliability` (TWOTIER_LOCK_S), 8 s in `make test`; the default busy timeout."""
-    write_through_a_held_lock(ledger_path, caplog, seconds=float(os.environ.get("TWOTIER_LOCK_S", "8")),
-                              busy_timeout_ms=BUSY_TIMEOUT_MS)  # fmt: skip
+    write_through_a_held_lock(
+        ledger_path, caplog, seconds=float(os.environ.get("TWOTIER_LOCK_S", "8")), busy_timeout_ms=BUSY_TIMEOUT_MS
+    )
 
 
 def test_a_full_disk_stops_the_writer_with_no_partial_event_and_the_run_marked_failed(ledger_path):
@@ -174,8 +174,12 @@ def test_the_schema_version_is_recorded(ledger_path):
 
 def test_four_processes_opening_a_fresh_ledger_at_once_end_with_one_schema(ledger_path):
     code = "import sys; from twotier.store import open_ledger; open_ledger(sys.argv[1]).close(); print('ok')"
-    children = [subprocess.Popen([PYTHON, "-c", code, str(ledger_path)], cwd=REPO, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]  # fmt: skip
+    children = [
+        subprocess.Popen(
+            [PYTHON, "-c", code, str(ledger_path)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     results = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0, 0, 0, 0], results
     with sqlite3.connect(ledger_path) as connection:
@@ -193,8 +197,12 @@ def test_filesystem_type_comes_from_the_longest_mount_point(tmp_path):
     assert filesystem_type(share / "sub", mounts) == "nfs4"
     assert filesystem_type(tmp_path, mounts) == "ext4"
     assert [is_network_filesystem(kind) for kind in ("nfs4", "cifs", "fuse.sshfs", "ext4", "tmpfs")] == [
-        True, True, True, False, False,
-    ]  # fmt: skip
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_a_ledger_on_a_network_filesystem_falls_back_to_a_rollback_journal_and_says_so(tmp_path, caplog):

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from support import event, integrity, new_run
-
 from twotier.store import LedgerReader, LedgerWriter, RunStatus
 from twotier.store.db import JOURNAL_LIMIT_BYTES, WAL_AUTOCHECKPOINT_PAGES
 from twotier.store.export import EVENT_COLUMNS, event_records, write_records

@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 import torch
-from support import train_tiny
 from transformers import TrainerCallback
 
+from support import train_tiny
 from twotier.store import Kind, LedgerReader, RunStatus
 
 

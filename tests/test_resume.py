@@ -14,15 +14,23 @@ from pathlib import Path
 import pytest
 
 from support import headless_command
-
 from twotier.engine.config import load_config
 from twotier.engine.resume import find_resume_point, last_complete_checkpoint
 from twotier.engine.runner import RunEnded, TrainingRun
 from twotier.store import LedgerReader, RunStatus, TwoTierError
 
 # The conftest reference run's settings, so a resumed run can be held against `short_run`.
-REFERENCE = {"log_steps": 5, "eval_steps": 20, "max_steps": 40, "batch_size": 16, "learning_rate": 3e-3,
-             "eval_samples": 32, "probe_size": 8, "max_length": 64, "max_new_tokens": 8}  # fmt: skip
+REFERENCE = {
+    "log_steps": 5,
+    "eval_steps": 20,
+    "max_steps": 40,
+    "batch_size": 16,
+    "learning_rate": 3e-3,
+    "eval_samples": 32,
+    "probe_size": 8,
+    "max_length": 64,
+    "max_new_tokens": 8,
+}
 
 
 def resume(ledger: Path, ref: str) -> tuple[RunEnded, list]:
@@ -49,10 +57,12 @@ def wait_until_committed(ledger: Path, step: int, timeout: float = 30.0) -> None
 def killed_headless_run(tmp_path: Path, after_step: int) -> tuple[Path, str]:
     """A real headless run killed with SIGKILL once it has printed a fast log at `after_step` or later."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({**REFERENCE, "ledger": str(tmp_path / "ledger.db"),
-                                  "output_dir": str(tmp_path / "out")}))  # fmt: skip
-    process = subprocess.Popen(headless_command(config), cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    config.write_text(
+        json.dumps({**REFERENCE, "ledger": str(tmp_path / "ledger.db"), "output_dir": str(tmp_path / "out")})
+    )
+    process = subprocess.Popen(
+        headless_command(config), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("📍 FAST LOG - Step") and int(line.split()[-1]) >= after_step:
@@ -92,8 +102,16 @@ def test_events_logged_after_the_checkpoint_are_superseded_not_deleted(killed_an
 
 
 def test_a_stopped_run_resumes_from_the_checkpoint_its_stop_wrote(tmp_path):
-    config = load_config(None, {**REFERENCE, "max_steps": 60, "eval_steps": 0, "ledger": str(tmp_path / "ledger.db"),
-                                "output_dir": str(tmp_path / "out")})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            **REFERENCE,
+            "max_steps": 60,
+            "eval_steps": 0,
+            "ledger": str(tmp_path / "ledger.db"),
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
     run = TrainingRun(config)
     run.start()
     first = run.events.get(timeout=300)
@@ -124,8 +142,17 @@ def test_a_finished_run_is_not_resumed(short_run):
 
 def test_headless_resume_flag_finishes_a_run_stopped_by_ctrl_c(tmp_path):
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({**REFERENCE, "max_steps": 60, "eval_steps": 0, "ledger": str(tmp_path / "ledger.db"),
-                                  "output_dir": str(tmp_path / "out")}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                **REFERENCE,
+                "max_steps": 60,
+                "eval_steps": 0,
+                "ledger": str(tmp_path / "ledger.db"),
+                "output_dir": str(tmp_path / "out"),
+            }
+        )
+    )
     command = headless_command(config)
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
@@ -133,6 +160,8 @@ def test_headless_resume_flag_finishes_a_run_stopped_by_ctrl_c(tmp_path):
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert process.returncode == 130
-    resumed = subprocess.run([*command, "--resume", "latest"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*command, "--resume", "latest"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "finished at step 60" in resumed.stdout.strip().splitlines()[-1]

@@ -10,9 +10,18 @@ from twotier.store import LedgerReader, RunStatus
 
 
 def long_run(tmp_path) -> TrainingRun:
-    config = load_config(None, {"max_steps": 5000, "log_steps": 2, "eval_steps": 0, "batch_size": 8,
-                                "max_length": 64, "ledger": str(tmp_path / "ledger.db"),
-                                "output_dir": str(tmp_path / "out")})  # fmt: skip
+    config = load_config(
+        None,
+        {
+            "max_steps": 5000,
+            "log_steps": 2,
+            "eval_steps": 0,
+            "batch_size": 8,
+            "max_length": 64,
+            "ledger": str(tmp_path / "ledger.db"),
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
     run = TrainingRun(config)
     run.start()
     run.events.get(timeout=120)  # the first fast log: training is under way

@@ -8,10 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 from support import REPO, event, new_run, rows
-
 from twotier.store import StepEvent
 from twotier.store.export import EVENT_COLUMNS
 
@@ -42,23 +40,36 @@ def test_a_field_added_to_the_event_is_stored_read_and_exported_with_no_other_ed
     anchor = "    epoch: float | None = None\n"
     assert source.count(anchor) == 1
     records.write_text(source.replace(anchor, anchor + ADDED), encoding="utf-8")  # the one edit
-    result = subprocess.run([sys.executable, "-c", ROUND_TRIP, str(tmp_path / "ledger.db")], capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(package.parent)})
+    result = subprocess.run(
+        [sys.executable, "-c", ROUND_TRIP, str(tmp_path / "ledger.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(package.parent)},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"read": [0.42], "exported": [0.42]}
     assert rows(tmp_path / "ledger.db", "SELECT mfu FROM event") == [(0.42,)]
 
 
 def test_export_fields_are_the_event_fields_in_their_order():
-    assert EVENT_COLUMNS == tuple(f.name for f in dataclasses.fields(StepEvent) if f.name != "probes")
+    assert tuple(f.name for f in dataclasses.fields(StepEvent) if f.name != "probes") == EVENT_COLUMNS
 
 
 def test_every_event_field_round_trips_through_the_ledger(tmp_path):
     from twotier.store import LedgerReader, LedgerWriter, RunStatus
 
     ledger = new_run(tmp_path / "ledger.db")
-    written = dataclasses.replace(event("run-1", 3, model_output="out"), gap=0.1, gap_ok=False, match=True,
-                                  output_tokens=3, eval_error="e", probe_accuracy=0.5, val_loss=1.0)
+    written = dataclasses.replace(
+        event("run-1", 3, model_output="out"),
+        gap=0.1,
+        gap_ok=False,
+        match=True,
+        output_tokens=3,
+        eval_error="e",
+        probe_accuracy=0.5,
+        val_loss=1.0,
+    )
     writer = LedgerWriter(ledger, "run-1", flush_interval=0.01)
     writer.submit(written)
     writer.close(RunStatus.FINISHED)

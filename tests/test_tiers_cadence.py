@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twotier.engine.errors import ConfigError
 from twotier.engine.cadence import TierSettings
+from twotier.engine.errors import ConfigError
 from twotier.store import Kind
 
 
@@ -15,9 +15,15 @@ def schedule(settings: TierSettings, max_steps: int) -> list[tuple[int, Kind]]:
 
 def test_issue_reference_schedule_is_six_fast_logs_and_two_full_evals():
     assert schedule(TierSettings(log_steps=5, eval_steps=20), 40) == [
-        (5, Kind.FAST), (10, Kind.FAST), (15, Kind.FAST), (20, Kind.FULL),
-        (25, Kind.FAST), (30, Kind.FAST), (35, Kind.FAST), (40, Kind.FULL),
-    ]  # fmt: skip
+        (5, Kind.FAST),
+        (10, Kind.FAST),
+        (15, Kind.FAST),
+        (20, Kind.FULL),
+        (25, Kind.FAST),
+        (30, Kind.FAST),
+        (35, Kind.FAST),
+        (40, Kind.FULL),
+    ]
 
 
 def test_a_step_due_for_both_tiers_gets_only_the_full_eval():

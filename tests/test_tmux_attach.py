@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-
 from support import TUI, WAIT_S, Tmux, has_run, wait_for, write_config
 
 
@@ -13,10 +12,24 @@ def test_attach_in_tmux_shows_a_headless_run_up_to_its_full_eval(tmp_path: Path,
     config = write_config(tmp_path)
     ledger = tmp_path / "ledger.db"
     headless = subprocess.Popen(
-        [str(TUI), "--headless", "--config", str(config), "--max-steps", "40", "--log-steps", "5",
-         "--eval-steps", "20", "--batch-size", "16"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            str(TUI),
+            "--headless",
+            "--config",
+            str(config),
+            "--max-steps",
+            "40",
+            "--log-steps",
+            "5",
+            "--eval-steps",
+            "20",
+            "--batch-size",
+            "16",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(lambda: ledger.exists() and has_run(ledger), "the headless run to record itself")
         tmux.start([str(TUI), "--attach", str(ledger)], cwd=tmp_path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import headless, poisoned_model
 
+from support import headless, poisoned_model
 from twotier.store import LedgerReader
 from twotier.tui.cli import main
 from twotier.tui.console.headless import VERDICT_EXIT, Thresholds
@@ -24,8 +24,12 @@ def failures(thresholds: Thresholds, last_full, first_nan=None) -> list[str]:
 
 
 def test_a_run_that_meets_every_threshold_passes(last_full):
-    thresholds = Thresholds(min_probe_accuracy=last_full.probe_accuracy, max_val_loss=last_full.val_loss,
-                            max_gap=last_full.gap, fail_on_nan=True)  # fmt: skip
+    thresholds = Thresholds(
+        min_probe_accuracy=last_full.probe_accuracy,
+        max_val_loss=last_full.val_loss,
+        max_gap=last_full.gap,
+        fail_on_nan=True,
+    )
     checks = thresholds.verdict(last_full, None)
     assert len(checks) == 4 and all(passed for passed, _ in checks)
 

@@ -42,12 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help=f"config file (default: ./{DEFAULT_CONFIG} if present)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--headless", action="store_true", help="train without the app, print each event")
-    mode.add_argument("--attach", nargs="?", const=str(DEFAULT_LEDGER), metavar="LEDGER",
-                      help="open the app on a ledger another process writes (no training)")  # fmt: skip
+    mode.add_argument(
+        "--attach",
+        nargs="?",
+        const=str(DEFAULT_LEDGER),
+        metavar="LEDGER",
+        help="open the app on a ledger another process writes (no training)",
+    )
     parser.add_argument("--run", metavar="ID", help="with --attach: the run to show (default: latest)")
-    parser.add_argument("--resume", metavar="RUN",
-                        help="continue a stopped or crashed run (id, prefix, name or 'latest') from its last "
-                        "complete checkpoint, with its recorded config; flags given override it")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped or crashed run (id, prefix, name or 'latest') from its last "
+        "complete checkpoint, with its recorded config; flags given override it",
+    )
     for key, (kind, help_text) in OVERRIDES.items():
         parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
@@ -59,14 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--max-val-loss", type=float, metavar="L", help="fail above this validation loss")
     ci.add_argument("--max-gap", type=float, metavar="G", help="fail above this val-minus-train gap")
     ci.add_argument("--fail-on-nan", action="store_true", help="fail when any loss or grad norm was NaN or infinite")
-    ci.add_argument("--json", action="store_true",
-                    help="print one JSON object per event on standard output (summary and verdict go to stderr)")
+    ci.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per event on standard output (summary and verdict go to stderr)",
+    )
     return parser
 
 
 def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
-    return Thresholds(min_probe_accuracy=args.min_probe_accuracy, max_val_loss=args.max_val_loss,
-                      max_gap=args.max_gap, fail_on_nan=args.fail_on_nan)  # fmt: skip
+    return Thresholds(
+        min_probe_accuracy=args.min_probe_accuracy,
+        max_val_loss=args.max_val_loss,
+        max_gap=args.max_gap,
+        fail_on_nan=args.fail_on_nan,
+    )
 
 
 def _fraction(text: str) -> float:
@@ -87,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.headless and (args.json or thresholds_from_args(args) != Thresholds()):
         parser.error("--json and the CI verdict flags need --headless")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="twotier: %(levelname)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="twotier: %(levelname)s: %(message)s"
+    )
     try:
         return _dispatch(args)
     except TwoTierError as err:

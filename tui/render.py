@@ -101,12 +101,16 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
         line("🤖 MODEL: [Skipped - fast log only]")
     line(f"📉 LOSS ON THIS EXAMPLE: {fmt_loss(event.loss)}")
     if event.is_full:
-        line(f"📊 Loss Comparison: Train={fmt_loss(event.train_loss_mean)} | Val={fmt_loss(event.val_loss)}"
-             f" | Gap={fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip())  # fmt: skip
+        line(
+            f"📊 Loss Comparison: Train={fmt_loss(event.train_loss_mean)} | Val={fmt_loss(event.val_loss)}"
+            f" | Gap={fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip()
+        )
         if event.probe_accuracy is not None:
             matched = sum(p.match for p in event.probes)
-            line(f"🎯 PROBES: {matched}/{len(event.probes)} MATCH ({fmt_fraction(event.probe_accuracy)})"
-                 f" | token accuracy {fmt_fraction(event.probe_token_accuracy)} | eval {fmt_seconds(event.eval_seconds)} s")  # fmt: skip
+            line(
+                f"🎯 PROBES: {matched}/{len(event.probes)} MATCH ({fmt_fraction(event.probe_accuracy)})"
+                f" | token accuracy {fmt_fraction(event.probe_token_accuracy)} | eval {fmt_seconds(event.eval_seconds)} s"
+            )
     line(stats_line(event))
     text.append(rule, style="dim")
     return text
@@ -169,8 +173,10 @@ def eval_detail(event: StepEvent, previous: tuple[ProbeResult, ...], previous_st
     text.append_text(output)
     text.append("\n(differences in reverse video)\n\n", style="dim")
     text.append(f"📉 loss on this example {fmt_loss(event.loss)}\n")
-    text.append(f"📊 train {fmt_loss(event.train_loss_mean)} | val {fmt_loss(event.val_loss)}"
-                f" | gap {fmt_gap(event.gap)} {gap_mark(event.gap_ok)}\n")  # fmt: skip
+    text.append(
+        f"📊 train {fmt_loss(event.train_loss_mean)} | val {fmt_loss(event.val_loss)}"
+        f" | gap {fmt_gap(event.gap)} {gap_mark(event.gap_ok)}\n"
+    )
     text.append_text(probe_set(event.probes, previous, previous_step))
     return text
 

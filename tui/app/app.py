@@ -77,8 +77,14 @@ class TwoTierApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, ledger: Path, run_ref: str | None = None, *, engine: TrainingRun | None = None,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ledger: Path,
+        run_ref: str | None = None,
+        *,
+        engine: TrainingRun | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         """Show run `run_ref` of `ledger` (None: the newest run, moving on to each newer one), or the run
         `engine` trains in this process."""
         super().__init__()
@@ -131,8 +137,13 @@ class TwoTierApp(App[int]):
     @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
     def _follow(self, generation: int, run_ref: str | None) -> None:
         worker = get_current_worker()
-        tail = Tail(self.ledger, run_ref, clock=self.clock, chunk=self.read_chunk,
-                    probes_for_last=self.query_one(ExamplePane).max_blocks)  # fmt: skip
+        tail = Tail(
+            self.ledger,
+            run_ref,
+            clock=self.clock,
+            chunk=self.read_chunk,
+            probes_for_last=self.query_one(ExamplePane).max_blocks,
+        )
         try:
             seen = None
             while not worker.is_cancelled:
@@ -199,8 +210,13 @@ class TwoTierApp(App[int]):
         ended = message.ended
         if ended.status is RunStatus.FAILED:
             header.set_note(f"training failed: {ended.error}")
-            self.notify(printable(ended.error or "training failed"), title="training failed",
-                        severity="error", timeout=30, markup=False)  # fmt: skip
+            self.notify(
+                printable(ended.error or "training failed"),
+                title="training failed",
+                severity="error",
+                timeout=30,
+                markup=False,
+            )
         else:
             header.set_note(f"training {ended.status.value}; q quits")
         self.refresh_bindings()
@@ -292,8 +308,13 @@ class TwoTierApp(App[int]):
         self.push_screen(EvalDetail(self.ledger, event_id, table.previous_of(event_id)))
 
 
-def make_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None,
-             clock: Callable[[], float] = time.time, resume: ResumePoint | None = None) -> TwoTierApp:  # fmt: skip
+def make_app(
+    config: Config | None = None,
+    attach: Path | None = None,
+    run_ref: str | None = None,
+    clock: Callable[[], float] = time.time,
+    resume: ResumePoint | None = None,
+) -> TwoTierApp:
     """The app that trains `config` here (continuing `resume`, if given), or that shows run `run_ref` of
     ledger `attach` (without one: the newest run, and each newer one as it starts)."""
     if config is not None:
@@ -307,8 +328,12 @@ def make_app(config: Config | None = None, attach: Path | None = None, run_ref: 
     return TwoTierApp(Path(attach), resolved, clock=clock)
 
 
-def run_app(config: Config | None = None, attach: Path | None = None, run_ref: str | None = None,
-            resume: ResumePoint | None = None) -> int:  # fmt: skip
+def run_app(
+    config: Config | None = None,
+    attach: Path | None = None,
+    run_ref: str | None = None,
+    resume: ResumePoint | None = None,
+) -> int:
     """Run the app in the foreground; returns the process exit status."""
     app = make_app(config=config, attach=attach, run_ref=run_ref, resume=resume)
     try:

@@ -40,9 +40,11 @@ class Thresholds:
         elif self.fail_on_nan and first_nan is not None:
             step, name, bad = first_nan
             checks.append((False, f"{name.replace('_', ' ')} is {bad} at step {step} (--fail-on-nan)"))
-        limits = (("probe accuracy", "probe_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
-                  ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
-                  ("gap", "gap", "--max-gap", self.max_gap, True))  # fmt: skip
+        limits = (
+            ("probe accuracy", "probe_accuracy", "--min-probe-accuracy", self.min_probe_accuracy, False),
+            ("val loss", "val_loss", "--max-val-loss", self.max_val_loss, True),
+            ("gap", "gap", "--max-gap", self.max_gap, True),
+        )
         for name, field, flag, limit, is_max in limits:
             if limit is None:
                 continue
@@ -78,8 +80,10 @@ class _Summary:
             self.first_nan = None if bad is None else (event.step, *bad)
 
     def line(self, status: RunStatus, run_id: str | None, ledger: str) -> str:
-        parts = [f"run {run_id} {status.value} at step {self.last_step}",
-                 f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}"]  # fmt: skip
+        parts = [
+            f"run {run_id} {status.value} at step {self.last_step}",
+            f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}",
+        ]
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
             if self.last_full.probe_accuracy is not None:
@@ -148,4 +152,3 @@ def _report_verdict(thresholds: Thresholds, summary: _Summary, report: TextIO) -
         return VERDICT_EXIT
     report.write("✔ verdict: pass: " + "; ".join(text for _, text in checks) + "\n")
     return 0
-

@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError
-from ...store import query
+from ...store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError, query
 from ...store.backup import backup_ledger
 from ...store.export import (
     EVENT_COLUMNS,
@@ -48,49 +47,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = ledger.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--ledger", type=Path, default=DEFAULT_LEDGER, metavar="PATH",
-                        help=f"the ledger file (default: {DEFAULT_LEDGER})")  # fmt: skip
+    common.add_argument(
+        "--ledger",
+        type=Path,
+        default=DEFAULT_LEDGER,
+        metavar="PATH",
+        help=f"the ledger file (default: {DEFAULT_LEDGER})",
+    )
 
     def add(name: str, handler: Command, summary: str, description: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=summary, description=description)
         sub.set_defaults(handler=handler)
         return sub
 
-    runs = add("runs", _runs, "one line per run",
-               "One line per run, newest first: id, name, status ('stale' when a live run's heartbeat stopped), "
-               "model, steps, start, duration, and the final train loss (batch loss at the last logged step), "
-               "val loss and probe accuracy (at the last full eval).")  # fmt: skip
+    runs = add(
+        "runs",
+        _runs,
+        "one line per run",
+        "One line per run, newest first: id, name, status ('stale' when a live run's heartbeat stopped), "
+        "model, steps, start, duration, and the final train loss (batch loss at the last logged step), "
+        "val loss and probe accuracy (at the last full eval).",
+    )
     runs.add_argument("--status", choices=[*(s.value for s in RunStatus), "stale"], help="only runs with this status")
-    show = add("show", _show, "a summary of one run",
-               "One run: its config, its training-loss curve, its full evals, and the probe examples that never "
-               "matched, that flipped to MATCH and that regressed (with the step where each happened).")  # fmt: skip
+    show = add(
+        "show",
+        _show,
+        "a summary of one run",
+        "One run: its config, its training-loss curve, its full evals, and the probe examples that never "
+        "matched, that flipped to MATCH and that regressed (with the step where each happened).",
+    )
     show.add_argument("run", metavar="RUN", help=RUN_HELP)
-    compare = add("compare", _compare, "runs side by side",
-                  "Full evals of several runs side by side by step, and the config keys that differ.")  # fmt: skip
+    compare = add(
+        "compare",
+        _compare,
+        "runs side by side",
+        "Full evals of several runs side by side by step, and the config keys that differ.",
+    )
     compare.add_argument("runs", metavar="RUN", nargs="+", help=RUN_HELP)
-    export = add("export", _export, "events, full evals or probe answers as JSONL, CSV or Parquet",
-                 "Write one record per event (or per full eval, or per probe answer) for one run or all runs.")  # fmt: skip
+    export = add(
+        "export",
+        _export,
+        "events, full evals or probe answers as JSONL, CSV or Parquet",
+        "Write one record per event (or per full eval, or per probe answer) for one run or all runs.",
+    )
     export.add_argument("--run", metavar="ID", help=f"only this run ({RUN_HELP}); default: all runs")
     export.add_argument("--format", choices=FORMATS, default="jsonl", help="default: jsonl")
-    export.add_argument("--what", choices=("events", "evals", "probes"), default="events",
-                        help="events: every fast log and full eval (default); evals: full evals only; "
-                             "probes: one row per probe example per full eval")  # fmt: skip
+    export.add_argument(
+        "--what",
+        choices=("events", "evals", "probes"),
+        default="events",
+        help="events: every fast log and full eval (default); evals: full evals only; "
+        "probes: one row per probe example per full eval",
+    )
     export.add_argument("--probes", dest="what", action="store_const", const="probes", help="same as --what probes")
     export.add_argument("--out", type=Path, metavar="FILE", help="write here (default: standard output)")
-    sql = add("sql", _sql, "run a read-only SQL query",
-              "Run one SQL statement on a read-only connection and print its rows. Statements that would "
-              "write are refused. Texts live in table `text` (joined by id from event.prompt, event.golden, "
-              "event.output, probe.prompt, …).")  # fmt: skip
-    sql.add_argument("query", metavar="SQL", help='e.g. "SELECT step, val_loss FROM event WHERE kind = \'full\'"')
+    sql = add(
+        "sql",
+        _sql,
+        "run a read-only SQL query",
+        "Run one SQL statement on a read-only connection and print its rows. Statements that would "
+        "write are refused. Texts live in table `text` (joined by id from event.prompt, event.golden, "
+        "event.output, probe.prompt, …).",
+    )
+    sql.add_argument("query", metavar="SQL", help="e.g. \"SELECT step, val_loss FROM event WHERE kind = 'full'\"")
     sql.add_argument("--format", choices=("table", "csv", "jsonl"), default="table", help="default: table")
-    plot = add("plot", _plot, "draw loss and probe accuracy to an image (needs matplotlib)",
-               "Training loss, validation loss and probe accuracy against step, several runs on one figure. "
-               "Needs the plot extra: pip install 'twotier[plot]'.")  # fmt: skip
+    plot = add(
+        "plot",
+        _plot,
+        "draw loss and probe accuracy to an image (needs matplotlib)",
+        "Training loss, validation loss and probe accuracy against step, several runs on one figure. "
+        "Needs the plot extra: pip install 'twotier[plot]'.",
+    )
     plot.add_argument("runs", metavar="RUN", nargs="+", help=RUN_HELP)
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the image to write, e.g. loss.png")
-    backup = add("backup", _backup, "copy the ledger consistently, even while a run writes it",
-                 "Copy the ledger with SQLite's online backup API, check the copy's integrity, and never "
-                 "overwrite an existing file.")  # fmt: skip
+    backup = add(
+        "backup",
+        _backup,
+        "copy the ledger consistently, even while a run writes it",
+        "Copy the ledger with SQLite's online backup API, check the copy's integrity, and never "
+        "overwrite an existing file.",
+    )
     backup.add_argument("dest", type=Path, metavar="DEST", help="the new file")
     return parser
 
@@ -119,11 +155,20 @@ def _backup(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
 
 def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     rows = [
-        [s.run.id, cell(s.run.name), s.status, cell(s.run.model, 30), _steps(s.run), fmt_clock(s.run.started_at),
-         fmt_duration(s.duration_s), fmt_loss(s.final_train_loss), fmt_loss(s.final_val_loss),
-         fmt_fraction(s.final_probe_accuracy)]
+        [
+            s.run.id,
+            cell(s.run.name),
+            s.status,
+            cell(s.run.model, 30),
+            _steps(s.run),
+            fmt_clock(s.run.started_at),
+            fmt_duration(s.duration_s),
+            fmt_loss(s.final_train_loss),
+            fmt_loss(s.final_val_loss),
+            fmt_fraction(s.final_probe_accuracy),
+        ]
         for s in query.run_summaries(reader, args.status)
-    ]  # fmt: skip
+    ]
     headers = ["id", "name", "status", "model", "steps", "started", "took", "train loss", "val loss", "probe acc"]
     _print(out, table(headers, rows) if rows else ["(no runs)"])
     return 0
@@ -132,20 +177,26 @@ def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
 def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     run = reader.run(args.run)
     summary = query.summarize(reader, run)
-    lines = [f"run {run.id}  {cell(run.name)}  {summary.status}",
-             f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {_steps(run)}"
-             f" · started {fmt_clock(run.started_at)} · took {fmt_duration(summary.duration_s)}"]  # fmt: skip
+    lines = [
+        f"run {run.id}  {cell(run.name)}  {summary.status}",
+        f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {_steps(run)}"
+        f" · started {fmt_clock(run.started_at)} · took {fmt_duration(summary.duration_s)}",
+    ]
     if run.error:
         lines.append(f"error: {cell(run.error, 400)}")
-    lines += ["", "config"] + _indent(table(["key", "value"], [[key, _value(v)] for key, v in sorted(run.config.items())]))
+    lines += ["", "config"] + _indent(
+        table(["key", "value"], [[key, _value(v)] for key, v in sorted(run.config.items())])
+    )
     curves = query.curves(reader, run)
     lines += ["", "training loss (batch loss at each logged step)"] + _indent(chart(curves.steps, curves.train_loss))
     evals = reader.full_evals(run.id)
     lines += ["", f"full evals ({len(evals)})"] + _indent(_eval_table(evals))
     history = query.probe_history(reader, run.id)
-    for title, changes in (("probe examples that never matched (output at the last full eval)", history.never_matched),
-                           ("probe examples that flipped to MATCH", history.flipped_to_match),
-                           ("probe examples that regressed (MATCH lost)", history.regressed)):  # fmt: skip
+    for title, changes in (
+        ("probe examples that never matched (output at the last full eval)", history.never_matched),
+        ("probe examples that flipped to MATCH", history.flipped_to_match),
+        ("probe examples that regressed (MATCH lost)", history.regressed),
+    ):
         lines += ["", f"{title}: {len(changes)}"] + _indent(_probe_table(changes))
     _print(out, lines)
     return 0
@@ -154,20 +205,25 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
 def _compare(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     result = query.compare(reader, args.runs)
     tags = [f"[{i + 1}]" for i in range(len(result.runs))]
-    lines = ["runs"] + _indent(table(["", "id", "name", "status"], [
-        [tag, run.id, cell(run.name), reader.run_status(run)] for tag, run in zip(tags, result.runs)
-    ]))  # fmt: skip
+    lines = ["runs"] + _indent(
+        table(
+            ["", "id", "name", "status"],
+            [[tag, run.id, cell(run.name), reader.run_status(run)] for tag, run in zip(tags, result.runs)],
+        )
+    )
     diff = [[key, *(_value(value) for value in values)] for key, values in result.config_diff.items()]
     lines += ["", f"config keys that differ: {len(diff)}"] + _indent(table(["key", *tags], diff) if diff else [])
     metrics = [next(column for column in EVAL_COLUMNS if column.key == key) for key in COMPARED]
     headers = ["step"] + [f"{column.header} {tag}" for column in metrics for tag in tags]
     rows = [
-        [str(step)] + [
+        [str(step)]
+        + [
             column.text(result.evals[run.id][step]) if step in result.evals[run.id] else "-"
-            for column in metrics for run in result.runs
+            for column in metrics
+            for run in result.runs
         ]
         for step in result.steps
-    ]  # fmt: skip
+    ]
     lines += ["", "full evals by step"] + _indent(table(headers, rows) if rows else ["(no full evals)"])
     _print(out, lines)
     return 0
@@ -222,7 +278,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line(headers)] + [line(row) for row in rows]
 
 
-def chart(steps: Sequence[int], values: Sequence[float], height: int = CHART_HEIGHT, width: int = CHART_WIDTH) -> list[str]:
+def chart(
+    steps: Sequence[int], values: Sequence[float], height: int = CHART_HEIGHT, width: int = CHART_WIDTH
+) -> list[str]:
     """A block chart of `values` (resampled to `width` columns); a column holding a NaN shows as ×."""
     columns = _resample(values, width)
     finite = [v for v in columns if math.isfinite(v)]
@@ -234,8 +292,9 @@ def chart(steps: Sequence[int], values: Sequence[float], height: int = CHART_HEI
     lines = []
     for row in range(height):
         floor = (height - 1 - row) * 8
-        bars = "".join(BLOCKS[min(8, max(0, level - floor))] if level else ("×" if row == height - 1 else " ")
-                       for level in levels)  # fmt: skip
+        bars = "".join(
+            BLOCKS[min(8, max(0, level - floor))] if level else ("×" if row == height - 1 else " ") for level in levels
+        )
         label = f"{high:.4f}" if row == 0 else f"{low:.4f}" if row == height - 1 else ""
         lines.append(f"{label:>10} ┤{bars}".rstrip())
     first, last = f"step {steps[0]}", str(steps[-1])

@@ -52,8 +52,8 @@ class EvalTable(DataTable):
         Binding("o", "flip_order", "Order"),
     ]
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_column = "step"
         self.descending = False
         # Event ids in step order, to find the eval before a given one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -40,9 +41,15 @@ class ExamplePane(RichLog):
 
     following = reactive(True)
 
-    def __init__(self, max_blocks: int = MAX_BLOCKS, **kwargs: object) -> None:
-        super().__init__(max_lines=max_blocks * LINES_PER_BLOCK, wrap=True, markup=False,
-                         highlight=False, auto_scroll=False, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    def __init__(self, max_blocks: int = MAX_BLOCKS, **kwargs: Any) -> None:
+        super().__init__(
+            max_lines=max_blocks * LINES_PER_BLOCK,
+            wrap=True,
+            markup=False,
+            highlight=False,
+            auto_scroll=False,
+            **kwargs,
+        )
         self.max_blocks = max_blocks
         self._pending: deque[StepEvent] = deque(maxlen=max_blocks)
         self.newest: StepEvent | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -81,8 +82,8 @@ class LossChart(Vertical):
     }
     """
 
-    def __init__(self, capacity: int = CAPACITY, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, capacity: int = CAPACITY, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.train = Downsampled(capacity)
         self.val = Downsampled(capacity)
         self.latest_train: StepEvent | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -45,8 +46,8 @@ class RunHeader(Static):
     }
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._clock = clock
         self.run: RunInfo | None = None
         self.status = "waiting"

@@ -23,9 +23,15 @@ from ...text import printable
 def run_cells(summary: RunSummary, current: str | None) -> list[Text]:
     run = summary.run
     mark = "▶" if run.id == current else " "
-    return [Text(mark), Text(summary.status), Text(fmt_clock(run.started_at)),
-            Text(f"{run.last_step}/{run.max_steps or '?'}", justify="right"),
-            Text(fmt_loss(summary.final_val_loss), justify="right"), Text(run.id), Text(printable(run.name))]  # fmt: skip
+    return [
+        Text(mark),
+        Text(summary.status),
+        Text(fmt_clock(run.started_at)),
+        Text(f"{run.last_step}/{run.max_steps or '?'}", justify="right"),
+        Text(fmt_loss(summary.final_val_loss), justify="right"),
+        Text(run.id),
+        Text(printable(run.name)),
+    ]
 
 
 class RunPicker(ModalScreen[str | None]):
