@@ -12,6 +12,8 @@ import random
 import string
 from pathlib import Path
 
+from .demo import save_random_model
+
 # Qwen2-Instruct's chat template, verbatim: a default system prompt when none is given.
 CHATML_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -70,9 +72,8 @@ def write_chat_dataset(folder: Path, seed: int) -> tuple[Path, Path]:
 
 def write_chat_model(folder: Path, seed: int, *, hidden: int = 128, layers: int = 3, vocab_size: int = 320) -> Path:
     """Train a byte-level BPE tokenizer with ChatML tokens, build a small random Qwen2, save both to `folder`."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -96,21 +97,13 @@ def write_chat_model(folder: Path, seed: int, *, hidden: int = 128, layers: int 
         additional_special_tokens=["<|im_start|>", "<|im_end|>"],
         chat_template=CHATML_TEMPLATE,
     )
-    tokenizer.save_pretrained(folder)
-
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        intermediate_size=hidden * 4,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
+    return save_random_model(
+        folder,
+        tokenizer,
+        "qwen2",
+        seed,
+        hidden=hidden,
+        layers=layers,
         num_key_value_heads=2,
         max_position_embeddings=256,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
     )
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    return folder

@@ -10,6 +10,7 @@ import json
 import random
 import string
 from pathlib import Path
+from typing import Any
 
 ALPHABET = string.ascii_lowercase
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -44,9 +45,8 @@ def write_demo_dataset(folder: Path, seed: int) -> tuple[Path, Path]:
 
 def write_demo_model(folder: Path, seed: int, *, hidden: int = 128, layers: int = 3) -> Path:
     """Train a character tokenizer, build a small random Llama and save both to `folder`."""
-    import torch
     from tokenizers import Tokenizer, decoders, models, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -68,21 +68,39 @@ def write_demo_model(folder: Path, seed: int, *, hidden: int = 128, layers: int 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
-    tokenizer.save_pretrained(folder)
+    return save_random_model(
+        folder,
+        tokenizer,
+        "llama",
+        seed,
+        hidden=hidden,
+        layers=layers,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
 
+
+def save_random_model(
+    folder: Path, tokenizer: Any, architecture: str, seed: int, *, hidden: int, layers: int, **shape: Any
+) -> Path:
+    """Save `tokenizer` and a randomly initialised small model of `architecture` ("llama", "qwen2"...) to `folder`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    config = AutoConfig.for_model(
+        architecture,
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=hidden * 4,
         num_hidden_layers=layers,
         num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        **shape,
     )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     return folder

@@ -56,6 +56,8 @@ TINY = {
     "max_length": 64,
     "max_new_tokens": 4,
 }
+# A run that goes on until it is stopped: a fast log at every step, no full eval.
+ENDLESS = {"max_steps": 100_000, "log_steps": 1, "eval_steps": 0, "batch_size": 8, "max_length": 64}
 REFERENCE = ["--max-steps", "40", "--log-steps", "5", "--eval-steps", "20", "--batch-size", "16"]
 # Text that would act on a terminal or on Textual's markup if shown as it is.
 HOSTILE = {
@@ -146,16 +148,7 @@ def headless(
 
 def start_headless(tmp_path: Path, *args: str, config: dict[str, Any] | None = None) -> subprocess.Popen[str]:
     """A headless training started as a user starts it; returns once its first fast log is printed."""
-    settings = {
-        "eval_samples": 16,
-        "probe_size": 4,
-        "max_new_tokens": 4,
-        "batch_size": 8,
-        "max_steps": 5000,
-        "log_steps": 1,
-        "eval_steps": 1000,
-        **(config or {}),
-    }
+    settings = {**ENDLESS, "eval_samples": 16, "probe_size": 4, "max_new_tokens": 4, **(config or {})}
     child = subprocess.Popen(
         headless_command(write_config(tmp_path, **settings), *args),
         cwd=tmp_path,

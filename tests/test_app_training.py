@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
+from support import ENDLESS
 from twotier.engine.config import Config, load_config
 from twotier.store import LedgerReader, RunStatus
 from twotier.tui.app import TwoTierApp, make_app
@@ -20,20 +21,10 @@ SIZE = (100, 30)
 
 
 def tiny_config(tmp: Path, **overrides: object) -> Config:
-    settings = {
-        "log_steps": 1,
-        "eval_steps": 0,
-        "max_steps": 100_000,
-        "batch_size": 8,
-        "eval_samples": 8,
-        "probe_size": 4,
-        "max_length": 64,
-        "max_new_tokens": 8,
-        "ledger": str(tmp / "ledger.db"),
-        "output_dir": str(tmp / "out"),
-    }
-    settings.update(overrides)
-    return load_config(None, settings)
+    settings = {**ENDLESS, "eval_samples": 8, "probe_size": 4, "max_new_tokens": 8}
+    return load_config(
+        None, {**settings, "ledger": str(tmp / "ledger.db"), "output_dir": str(tmp / "out"), **overrides}
+    )
 
 
 async def until(pilot: Pilot, condition, step: float = 0.1, timeout: float = 180.0) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support import headless_command
+from support import ENDLESS, headless_command
 from twotier.engine.resume import TRAINER_STATE, find_resume_point
 from twotier.store import LedgerReader, RunStatus
 
@@ -46,11 +46,7 @@ def test_every_resume_after_a_kill_during_checkpointing_succeeds(tmp_path):
     (tmp_path / "config.json").write_text(
         json.dumps(
             {
-                "max_steps": 100_000,
-                "log_steps": 1,
-                "eval_steps": 0,
-                "batch_size": 8,
-                "max_length": 64,
+                **ENDLESS,
                 "ledger": str(tmp_path / "ledger.db"),
                 "output_dir": str(tmp_path / "out"),
                 "training_args": {"save_steps": 1, "save_total_limit": 2},

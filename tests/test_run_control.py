@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import time
 
+from support import ENDLESS
 from twotier.engine.config import load_config
 from twotier.engine.runner import RunEnded, TrainingRun
 from twotier.store import LedgerReader, RunStatus
 
 
 def long_run(tmp_path) -> TrainingRun:
-    config = load_config(
-        None,
-        {
-            "max_steps": 5000,
-            "log_steps": 2,
-            "eval_steps": 0,
-            "batch_size": 8,
-            "max_length": 64,
-            "ledger": str(tmp_path / "ledger.db"),
-            "output_dir": str(tmp_path / "out"),
-        },
-    )
+    folder = {"ledger": str(tmp_path / "ledger.db"), "output_dir": str(tmp_path / "out")}
+    config = load_config(None, {**ENDLESS, "log_steps": 2, **folder})
     run = TrainingRun(config)
     run.start()
     run.events.get(timeout=120)  # the first fast log: training is under way
