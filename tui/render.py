@@ -61,6 +61,15 @@ def fmt_clock(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
 
 
+def fmt_steps(step: int, total: int | None) -> str:
+    """Steps done out of the run's total, when it has one."""
+    return f"{step}/{total}" if total else str(step)
+
+
+def fmt_tokens_per_s(value: float | None) -> str:
+    return "-- tok/s" if value is None else f"{value:,.0f} tok/s"
+
+
 def fmt_match(match: bool | None) -> str:
     return "-" if match is None else ("✅" if match else "❌")
 
@@ -123,7 +132,7 @@ def stats_line(event: StepEvent) -> str:
     if event.grad_norm is not None:
         parts.append(f"grad norm {event.grad_norm:.3f}")
     if event.tokens_per_s is not None:
-        parts.append(f"{event.tokens_per_s:,.0f} tok/s")
+        parts.append(fmt_tokens_per_s(event.tokens_per_s))
     parts.append(f"{event.elapsed_s:.1f} s")
     return " | ".join(parts)
 

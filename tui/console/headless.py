@@ -16,7 +16,7 @@ from ...engine.config import Config
 from ...engine.resume import ResumePoint
 from ...store import RunStatus, StepEvent, TwoTierError
 from ...store.export import EVENT_COLUMNS, event_record, write_records
-from ..render import event_block, fmt_loss
+from ..render import event_block, fmt_fraction, fmt_loss
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 VERDICT_EXIT = 3
@@ -87,7 +87,7 @@ class _Summary:
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
             if self.last_full.probe_accuracy is not None:
-                parts.append(f"probe accuracy {self.last_full.probe_accuracy:.2f}")
+                parts.append(f"probe accuracy {fmt_fraction(self.last_full.probe_accuracy)}")
         parts.append(f"ledger {ledger}")
         return "✔ " + ", ".join(parts) if status is RunStatus.FINISHED else "✖ " + ", ".join(parts)
 

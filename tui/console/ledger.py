@@ -26,7 +26,7 @@ from ...store.export import (
     write_parquet,
     write_records,
 )
-from ..render import EVAL_COLUMNS, fmt_clock, fmt_duration, fmt_fraction, fmt_loss
+from ..render import EVAL_COLUMNS, fmt_clock, fmt_duration, fmt_fraction, fmt_loss, fmt_steps
 from ..text import clip, printable
 from .plot import plot_curves
 
@@ -160,7 +160,7 @@ def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
             cell(s.run.name),
             s.status,
             cell(s.run.model, 30),
-            _steps(s.run),
+            fmt_steps(s.run.last_step, s.run.max_steps),
             fmt_clock(s.run.started_at),
             fmt_duration(s.duration_s),
             fmt_loss(s.final_train_loss),
@@ -179,7 +179,7 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     summary = query.summarize(reader, run)
     lines = [
         f"run {run.id}  {cell(run.name)}  {summary.status}",
-        f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {_steps(run)}"
+        f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {fmt_steps(run.last_step, run.max_steps)}"
         f" · started {fmt_clock(run.started_at)} · took {fmt_duration(summary.duration_s)}",
     ]
     if run.error:
@@ -295,7 +295,7 @@ def chart(
         bars = "".join(
             BLOCKS[min(8, max(0, level - floor))] if level else ("×" if row == height - 1 else " ") for level in levels
         )
-        label = f"{high:.4f}" if row == 0 else f"{low:.4f}" if row == height - 1 else ""
+        label = fmt_loss(high) if row == 0 else fmt_loss(low) if row == height - 1 else ""
         lines.append(f"{label:>10} ┤{bars}".rstrip())
     first, last = f"step {steps[0]}", str(steps[-1])
     lines.append(" " * 12 + first + " " * max(len(columns) - len(first) - len(last), 1) + last)
@@ -351,10 +351,6 @@ def _print(out: TextIO, lines: list[str]) -> None:
 
 def _indent(lines: list[str]) -> list[str]:
     return ["  " + line for line in lines]
-
-
-def _steps(run: Any) -> str:
-    return f"{run.last_step}/{run.max_steps}" if run.max_steps else str(run.last_step)
 
 
 def _value(value: Any) -> str:

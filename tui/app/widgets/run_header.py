@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ....store import RunInfo, StepEvent
-from ...render import fmt_duration
+from ...render import fmt_duration, fmt_steps, fmt_tokens_per_s
 from ...text import printable
 
 RATE_WINDOW = 20
@@ -115,7 +115,7 @@ class RunHeader(Static):
         step = event.step if event is not None else (run.last_step if run is not None else 0)
         total = run.max_steps if run is not None else None
         percent = f"{100 * step / total:3.0f}%" if total else "   -"
-        text.append(f"\nstep {step}/{total or '?'}  ")
+        text.append(f"\nstep {fmt_steps(step, total)}  ")
         text.append(progress_bar(step, total), style="green")
         text.append(f" {percent}")
         text.append("\n" + "  ·  ".join(self._rates(step, total)))
@@ -134,7 +134,7 @@ class RunHeader(Static):
         eta = (total - step) / rate if live and rate and total else None
         return [
             "-- steps/s" if rate is None else f"{rate:.2f} steps/s",
-            "-- tok/s" if tokens is None else f"{tokens:,.0f} tok/s",
+            fmt_tokens_per_s(tokens),
             f"elapsed {fmt_duration(self._elapsed(live))}",
             f"ETA {fmt_duration(eta)}",
         ]

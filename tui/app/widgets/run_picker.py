@@ -16,7 +16,7 @@ from textual.widgets import DataTable
 
 from ....store import LedgerReader
 from ....store.query import RunSummary, run_summaries
-from ...render import fmt_clock, fmt_loss
+from ...render import fmt_clock, fmt_loss, fmt_steps
 from ...text import printable
 
 
@@ -27,7 +27,7 @@ def run_cells(summary: RunSummary, current: str | None) -> list[Text]:
         Text(mark),
         Text(summary.status),
         Text(fmt_clock(run.started_at)),
-        Text(f"{run.last_step}/{run.max_steps or '?'}", justify="right"),
+        Text(fmt_steps(run.last_step, run.max_steps), justify="right"),
         Text(fmt_loss(summary.final_val_loss), justify="right"),
         Text(run.id),
         Text(printable(run.name)),
