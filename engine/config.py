@@ -49,6 +49,21 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_sources(self) -> None:
+        """Refuse, before anything loads, a dataset or validation file that does not exist (what a run would
+        refuse at its start): `twotier submit` queues nothing a run would reject at once."""
+        from .data import FILE_BUILDERS
+        from .errors import DataError
+
+        for source in (self.dataset, self.validation):
+            if (
+                source
+                and source != DEMO
+                and Path(source).suffix.lower() in FILE_BUILDERS
+                and not Path(source).is_file()
+            ):
+                raise DataError(f"{source}: dataset file not found")
+
     def tier_warnings(self) -> list[str]:
         """Settings that are legal but probably not what the user meant."""
         if self.log_steps and self.eval_steps and self.eval_steps % self.log_steps:

@@ -165,7 +165,7 @@ async def test_scrolling_up_stops_following_and_end_resumes_it(short_run):
         assert pane.following
 
 
-async def test_pause_and_stop_keys_are_hidden_when_attached(short_run):
+async def test_pause_and_stop_keys_are_hidden_for_a_run_that_ended(short_run):
     app = make_app(attach=short_run.ledger)
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)

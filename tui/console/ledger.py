@@ -26,9 +26,11 @@ from ...store.export import (
     write_parquet,
     write_records,
 )
+from ..cli import add_config_flags
 from ..render import EVAL_COLUMNS, fmt_clock, fmt_duration, fmt_fraction, fmt_loss, fmt_steps
 from ..text import clip, printable
 from .plot import plot_curves
+from .steer import add_commands
 
 Command = Callable[[LedgerReader, argparse.Namespace, TextIO], int]
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -40,8 +42,10 @@ COMPARED = ("val", "probes", "gap", "train")  # the full-eval columns `compare` 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twotier", description="Look into a twotier run ledger after the run.")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="ledger")
+    parser = argparse.ArgumentParser(
+        prog="twotier", description="Look into a twotier run ledger, and queue and steer runs through it."
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     ledger = groups.add_parser(
         "ledger", help="query the run ledger", description="Read-only questions to a twotier ledger (SQLite)."
     )
@@ -59,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=summary, description=description)
         sub.set_defaults(handler=handler)
         return sub
+
+    add_commands(groups, common, add_config_flags)
 
     runs = add(
         "runs",
@@ -134,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.group != "ledger":
+            return int(args.handler(args, sys.stdout))
         with LedgerReader(args.ledger) as reader:
             return args.handler(reader, args, sys.stdout)
     except TwoTierError as err:
