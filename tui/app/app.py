@@ -175,8 +175,10 @@ class TwoTierApp(App[int]):
             self.notify(printable(f"a newer run started: now showing {name}"), markup=False)
         if poll.run is not None:
             self.run_id = poll.run.id
+        steerable = self.steerable
         header.set_run(poll.run, poll.status, poll.pending)
-        self.refresh_bindings()
+        if self.steerable != steerable:
+            self.refresh_bindings()  # p and x come and go with a live run (redrawing the footer is not free)
         self._read += len(poll.events)
         header.set_reading(self._read if poll.more else None)
         if poll.opening is not None:

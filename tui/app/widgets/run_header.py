@@ -56,6 +56,7 @@ class RunHeader(Static):
         self.reading: int | None = None
         self.latest: StepEvent | None = None
         self.pending: list[ControlRequest] = []
+        self._lines = -1
         self._recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)
 
     def on_mount(self) -> None:
@@ -101,7 +102,11 @@ class RunHeader(Static):
         return None
 
     def show(self) -> None:
-        self.update(self.render_text())
+        """Redraw; a new layout only when the header gains or loses a line (a note, an error), not at every poll."""
+        text = self.render_text()
+        lines = text.plain.count("\n")
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def render_text(self) -> Text:
         run, event = self.run, self.latest
