@@ -98,7 +98,7 @@ class ProbeChange:
     probe_id: int
     step: int
     prompt: str
-    golden: str
+    golden: str | None
     model_output: str
 
 
@@ -170,6 +170,8 @@ def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
     for event in reader.full_evals(run_id):
         assert event.id is not None
         for probe in reader.probes(event.id):
+            if probe.match is None:
+                continue  # answered only: it has no verdict to flip
             change = ProbeChange(probe.probe_id, event.step, probe.prompt, probe.golden, probe.model_output)
             was = previous.get(probe.probe_id)
             if was is False and probe.match:
