@@ -89,6 +89,7 @@ class Curves:
     eval_steps: list[int]
     val_loss: list[float]
     probe_accuracy: list[float]
+    probe_score: list[float]
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def summarize(reader: LedgerReader, run: RunInfo, now: float | None = None) -> R
 
 def curves(reader: LedgerReader, run: RunInfo) -> Curves:
     """Not-finite losses are kept (as NaN) so that a plot shows where a run diverged."""
-    steps, train, eval_steps, val, accuracy = [], [], [], [], []
+    steps, train, eval_steps, val, accuracy, score = [], [], [], [], [], []
     for event in reader.iter_events(run.id):
         steps.append(event.step)
         train.append(_number(event.batch_loss))
@@ -158,7 +159,8 @@ def curves(reader: LedgerReader, run: RunInfo) -> Curves:
             eval_steps.append(event.step)
             val.append(_number(event.val_loss))
             accuracy.append(_number(event.probe_accuracy))
-    return Curves(run, steps, train, eval_steps, val, accuracy)
+            score.append(_number(event.probe_score))
+    return Curves(run, steps, train, eval_steps, val, accuracy, score)
 
 
 def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
