@@ -42,6 +42,14 @@ class RunEnded:
     exit_code: int = 0
 
 
+@dataclass(frozen=True)
+class Resumed:
+    """Where a resumed run went on: from the checkpoint at `step`; `superseded` of its events came after it."""
+
+    step: int
+    superseded: int
+
+
 class TrainingRun:
     """Start, pause, unpause and stop a run from the thread that owns it; read `events` for progress."""
 
@@ -56,6 +64,8 @@ class TrainingRun:
         self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
         self.ended: RunEnded | None = None
+        # Set by the run's thread before its first event when it continues a run (read it after one).
+        self.resumed: Resumed | None = None
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
         self._stop = threading.Event()
@@ -202,12 +212,7 @@ class TrainingRun:
         now = time.time()
         if self.resume_point is not None:
             superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
-            log.info(
-                "resuming run %s from step %d; %d later events superseded",
-                self.run_id,
-                self.resume_point.step,
-                superseded,
-            )
+            self.resumed = Resumed(self.resume_point.step, superseded)
             return ledger
         name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         create_run(
