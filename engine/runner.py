@@ -40,6 +40,7 @@ class RunEnded:
     run_id: str | None
     error: str | None = None
     exit_code: int = 0
+    step: int | None = None  # the step training ended at (a stop ends after the last logged step)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class TrainingRun:
                 return
             status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
             writer.close(status)
-            self._end(RunEnded(status, self.run_id))
+            self._end(RunEnded(status, self.run_id, step=trainer.state.global_step))
         except TwoTierError as err:
             self._fail(writer, str(err), err.exit_code)
         except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once

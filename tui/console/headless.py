@@ -17,7 +17,7 @@ from ...engine.config import Config
 from ...engine.resume import ResumePoint
 
 if TYPE_CHECKING:
-    from ...engine.runner import Resumed
+    from ...engine.runner import Resumed, RunEnded
 from ...store import RunStatus, StepEvent, TwoTierError
 from ...store.export import EVENT_COLUMNS, event_record, write_records
 from ..render import event_block, fmt_duration, fmt_fraction, fmt_loss
@@ -83,12 +83,14 @@ class _Summary:
             bad = event.first_nonfinite(NAN_FIELDS)
             self.first_nan = None if bad is None else (event.step, *bad)
 
-    def line(self, status: RunStatus, run_id: str | None, ledger: str, took_s: float, resumed: Resumed | None) -> str:
+    def line(self, ended: RunEnded, ledger: str, took_s: float, resumed: Resumed | None) -> str:
         """The closing line; of a resumed run, its losses and time are those of the part this process trained."""
-        ended = f"run {run_id} {status.value} at step {self.last_step}"
+        status = ended.status
+        step = ended.step if ended.step is not None else self.last_step
+        head = f"run {ended.run_id} {status.value} at step {step}"
         if resumed is not None:
-            ended += f" (resumed from step {resumed.step})"
-        parts = [ended, f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}"]
+            head += f" (resumed from step {resumed.step})"
+        parts = [head, f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}"]
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
             if self.last_full.probe_accuracy is not None:
@@ -144,7 +146,7 @@ def run_headless(
     run.join()
     if message.run_id is not None:
         took = time.monotonic() - started
-        report.write(summary.line(message.status, message.run_id, config.ledger, took, run.resumed) + "\n")
+        report.write(summary.line(message, config.ledger, took, run.resumed) + "\n")
     if message.status is RunStatus.FAILED:
         raise TwoTierError(message.error or "training failed", exit_code=message.exit_code)
     if caught:
