@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from .readme import TORCH_THREADS, Block, explain, matches, regenerate, session
@@ -164,12 +165,8 @@ class Sandbox:
             if not command or command.startswith("#"):
                 continue
             status = self.tmux.start(command, self.root, (100, 30))
-            # Ready: an event is on the screen and, where the app trains, its run is running (a resumed
-            # one too: the ledger shows it running once the engine has reopened it).
-            trains = "--attach" not in command
-            screen = self.tmux.wait_for(
-                lambda text: ("FAST LOG" in text or "FULL EVAL" in text) and (not trains or "● running" in text)
-            )
+            # A resumed run shows as running once the engine has reopened it in the ledger.
+            screen = self.tmux.wait_for(partial(_ready, trains="--attach" not in command))
             if screen is None:
                 outcome.problems.append(f"{command}: showed no event within {SCREEN_TIMEOUT_S} s:\n{self.tmux.text()}")
                 self.tmux.kill()
@@ -232,6 +229,11 @@ class Sandbox:
                 done = self._bash(path, "--noprofile", "--norc", "-eo", "pipefail")
                 outcome.problems += self._failed(f"step {step.get('name')!r}", done)
         return outcome
+
+
+def _ready(screen: str, trains: bool) -> bool:
+    """An app is ready to quit once an event is on its screen and, where it trains, its run is running."""
+    return ("FAST LOG" in screen or "FULL EVAL" in screen) and (not trains or "● running" in screen)
 
 
 def _spaced(command: str) -> str:
