@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -135,7 +136,7 @@ class Sandbox:
                 statements.append("\n".join(current))
                 current = []
         outcome = Outcome()
-        with sqlite3.connect(f"file:{self.root / 'runs' / 'ledger.db'}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{self.root / 'runs' / 'ledger.db'}?mode=ro", uri=True)) as db:
             for statement in statements:
                 try:
                     rows = db.execute(statement).fetchall()
