@@ -29,6 +29,7 @@ from ...store.export import (
 from ..cli import add_config_flags
 from ..render import EVAL_COLUMNS, answer_history, fmt_clock, fmt_duration, fmt_fraction, fmt_loss, fmt_steps
 from ..text import clip, printable
+from .args import OneLineParser
 from .plot import plot_curves
 from .steer import add_commands
 
@@ -42,7 +43,7 @@ COMPARED = ("val", "probes", "gap", "train")  # the full-eval columns `compare` 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="twotier", description="Look into a twotier run ledger, and queue and steer runs through it."
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ledger", help="query the run ledger", description="Read-only questions to a twotier ledger (SQLite)."
     )
     commands = ledger.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument(
         "--ledger",
         type=Path,
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         _plot,
         "draw loss and probe accuracy to an image (needs matplotlib)",
         "Training loss, validation loss and probe accuracy against step, several runs on one figure. "
-        "Needs the plot extra: pip install 'twotier[plot]'.",
+        "Needs matplotlib, which `make` installs into .venv (else: .venv/bin/pip install matplotlib).",
     )
     plot.add_argument("runs", metavar="RUN", nargs="+", help=RUN_HELP)
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the image to write, e.g. loss.png")
