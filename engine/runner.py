@@ -173,7 +173,7 @@ class TrainingRun:
             settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
         )  # fmt: skip
         trainer = TwoTierTrainer(
-            model=model, args=arguments, train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
+            model=model, args=arguments, train_dataset=splits.train,
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id), processing_class=tokenizer,
             callbacks=[tiers, _ControlCallback(self, writer), *self.callbacks], loss_tap=tap,
         )  # fmt: skip

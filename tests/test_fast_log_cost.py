@@ -37,7 +37,7 @@ def train(tiny, examples, tmp_path, *, ours: bool, max_steps=10, log_steps=1, ev
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=8,
                              report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
                              remove_unused_columns=False, dataloader_pin_memory=False)  # fmt: skip
-    data = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples.train[:200]]
+    data = examples.train.select(range(200))
     common = dict(model=tiny.model, args=args, train_dataset=data, callbacks=[tiers, counter],
                   data_collator=partial(collate, pad_id=tiny.tokenizer.pad_token_id))  # fmt: skip
     trainer = TwoTierTrainer(**common, loss_tap=tap) if ours else Trainer(**common)
