@@ -106,7 +106,7 @@ def load_splits(config: Config, tokenizer: Any, workdir: Path, progress: Progres
         progress("loading", len(rows), len(rows))
     layout = _layout(config, tokenizer, rows.column_names, rows, source, template)
     encoder = Encoder(tokenizer, layout, source)
-    key = _cache_key(config, tokenizer, layout, identity(source, rows))
+    key = _cache_key(tokenizer, layout, identity(source, rows))
     tokenized, fresh = _tokenize(rows, encoder, key, progress)
     _warn_cuts(source, len(rows), tokenized, config.max_length)
     if validation is not None:
@@ -163,7 +163,7 @@ def _is_list(rows: Any, sample: dict[str, Any] | None, name: str) -> bool:
     return feature is not None and not isinstance(feature, Value)
 
 
-def _cache_key(config: Config, tokenizer: Any, layout: Layout, data: str) -> str:
+def _cache_key(tokenizer: Any, layout: Layout, data: str) -> str:
     """The fingerprint of the tokenized data: the rows, the tokenizer, the template, max_length, format, this code."""
     parts = {"version": VERSION, "data": data, "tokenizer": tokenizer_digest(tokenizer), "template": layout.template,
              "max_length": layout.max_length, "format": layout.format, "fields": layout.fields}  # fmt: skip
@@ -213,7 +213,9 @@ def _split(tokenized: Any, config: Config, source: str, tokenizer: Any) -> tuple
     if held >= total:
         raise DataError(f"{source}: {total} rows are too few to hold out a validation split")
     order = np.random.default_rng(config.seed).permutation(total)
-    train = tokenized.select(np.sort(order[held:]), keep_in_memory=True, new_fingerprint=f"{tokenized._fingerprint[:40]}-train")
+    # Only the indices are kept in memory (8 bytes a row); the rows stay memory-mapped.
+    train = tokenized.select(np.sort(order[held:]), keep_in_memory=True,
+                             new_fingerprint=f"{tokenized._fingerprint[:40]}-train-{config.seed}")  # fmt: skip
     shown = tokenized.select(order[: min(held, config.eval_samples)], keep_in_memory=True)
     return train, _examples(tokenizer, shown[:])
 
@@ -243,6 +245,8 @@ def _streamed(config: Config, tokenizer: Any, source: str, validation: str | Non
     layout = _layout(config, tokenizer, columns, None, held_source, template, head[0])
     batch = {name: [row.get(name) for row in head] for name in columns}
     held = _examples(tokenizer, Encoder(tokenizer, layout, held_source, arrow=False)(batch, list(range(len(head)))))
+    if not held:
+        raise DataError(f"{held_source}: no example fits in max_length={config.max_length} tokens")
     if progress is not None:
         progress("loading", len(head), config.eval_samples)
     if validation is None and len(head) < config.eval_samples:
