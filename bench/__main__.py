@@ -15,11 +15,11 @@ import torch
 from .stats import Row, Table
 from .workload import BENCH_DIR, Workload, load_workload
 
-SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup")
+SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "data")
 
 
 def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) -> Callable[[], list[Row]]:
-    from . import cadence, evalcost, fastlog, ledgerwrite, reading, startup, trackers
+    from . import cadence, data, evalcost, fastlog, ledgerwrite, reading, startup, trackers
 
     return {
         "fastlog": lambda: fastlog.measure(work(), quick),
@@ -29,6 +29,7 @@ def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) 
         "trackers": lambda: trackers.measure(quick),
         "reading": lambda: reading.measure(quick),
         "startup": lambda: startup.measure(quick, threads),
+        "data": lambda: data.measure(quick),
     }[name]
 
 

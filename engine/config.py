@@ -15,6 +15,9 @@ from typing import Any
 from .errors import ConfigError
 
 DEMO = "demo"
+DEMO_CHAT = "demo-chat"  # the built-in chat model and `messages` data (engine/chat_demo.py)
+# The row formats `data_format` may name; left unset, the format is told from the columns.
+FORMATS = ("prompt_answer", "prompt_completion", "messages", "text", "tokenized")
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,10 @@ class Config:
     validation_split: float = 0.1
     prompt_field: str = "prompt"
     answer_field: str = "answer"
-    chat_template: bool = False
+    chat_template: bool | str = False
+    data_format: str | None = None
+    streaming: bool = False
+    cache_dir: str | None = None
     trust_remote_code: bool = False
     max_length: int = 256
     max_new_tokens: int = 32
@@ -154,6 +160,8 @@ def _check_ranges(config: Config, source: str) -> None:
             f"{source}: 'probe_size' ({config.probe_size}) must not exceed 'eval_samples' ({config.eval_samples}):"
             " the probe set is part of the validation examples scored at each full eval"
         )
+    if config.data_format is not None and config.data_format not in FORMATS:
+        raise ConfigError(f"{source}: 'data_format' must be one of {', '.join(FORMATS)}, got '{config.data_format}'")
     for key in ("model", "dataset", "prompt_field", "answer_field", "ledger", "output_dir"):
         if not getattr(config, key).strip():
             raise ConfigError(f"{source}: '{key}' must not be empty")

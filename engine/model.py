@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.errors import first_line
-from .config import DEMO, Config
+from .config import DEMO, DEMO_CHAT, Config
 from .demo import write_demo_model
 from .errors import DataError
 
@@ -15,6 +15,10 @@ def resolve_model_path(config: Config, workdir: Path) -> str:
     """The id or folder to load: the demo model is written under `workdir` first."""
     if config.model == DEMO:
         return str(write_demo_model(workdir / "demo-model", config.seed))
+    if config.model == DEMO_CHAT:
+        from .chat_demo import write_chat_model
+
+        return str(write_chat_model(workdir / "demo-chat-model", config.seed))
     return config.model
 
 

@@ -185,7 +185,7 @@ class TrainingRun:
         trainer = TwoTierTrainer(
             model=model,
             args=arguments,
-            train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
+            train_dataset=splits.train,
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id),
             processing_class=tokenizer,
             callbacks=[tiers, ControlCallback(self, writer), *self.callbacks],

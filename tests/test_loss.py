@@ -11,7 +11,7 @@ from twotier.engine.trainer import TwoTierTrainer
 
 
 def batch_of(examples, tokenizer, count=6):
-    return collate([{"input_ids": e.input_ids, "labels": e.labels} for e in examples[:count]], tokenizer.pad_token_id)
+    return collate(list(examples.select(range(count))), tokenizer.pad_token_id)
 
 
 def test_mean_of_unreduced_token_losses_equals_the_library_loss(tiny, demo_examples):
@@ -29,7 +29,7 @@ def test_example_loss_equals_that_example_scored_alone(tiny, demo_examples):
     with torch.no_grad():
         logits = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         tap.record(batch["input_ids"], batch["labels"], *token_losses(logits, batch["labels"]), batch["attention_mask"])
-        alone = batch_of(demo_examples.train[:1], tiny.tokenizer, 1)
+        alone = batch_of(demo_examples.train.select([0]), tiny.tokenizer, 1)
         expected = tiny.model(**alone).loss.item()
     assert abs(tap.read(since_eval=False).loss - expected) < 1e-4
 
@@ -52,10 +52,10 @@ def test_loss_with_gradient_accumulation_matches_the_library(tiny, demo_examples
 def test_step_loss_adds_up_the_micro_batches_of_one_step(tiny, demo_examples):
     tap = LossTap()
     first, second = (
-        batch_of(demo_examples.train[:3], tiny.tokenizer, 3),
-        batch_of(demo_examples.train[3:6], tiny.tokenizer, 3),
+        batch_of(demo_examples.train.select(range(3)), tiny.tokenizer, 3),
+        batch_of(demo_examples.train.select(range(3, 6)), tiny.tokenizer, 3),
     )
-    whole = batch_of(demo_examples.train[:6], tiny.tokenizer, 6)
+    whole = batch_of(demo_examples.train.select(range(6)), tiny.tokenizer, 6)
     with torch.no_grad():
         for batch in (first, second):
             logits = tiny.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
