@@ -22,13 +22,16 @@ Message = dict[str, Any]
 class Wrapper:
     """The text around an answer's content in its templated turn: golden = prefix + content + suffix.
 
-    `continues` is False for a template whose full conversation does not start with its generation
-    prompt; such rows fall back to the golden being the content and the EOS token.
+    `opener` is what the generation prompt adds to a conversation (ChatML's `<|im_start|>assistant\n`): where
+    an answer starts in a row whose loss covers the whole conversation. `continues` is False for a template
+    whose full conversation does not start with its generation prompt; such rows fall back to the golden
+    being the content and the EOS token.
     """
 
     prefix: str = ""
     suffix: str = ""
     continues: bool = True
+    opener: str = ""
 
 
 def resolve_template(setting: bool | str, tokenizer: Any, model: str, *, needed: bool) -> str | None:
@@ -60,6 +63,16 @@ def resolve_template(setting: bool | str, tokenizer: Any, model: str, *, needed:
         raise DataError(f"model: {str(err).splitlines()[0]}") from err
 
 
+def own_template(tokenizer: Any) -> str | None:
+    """The tokenizer's own chat template, or None when it has none."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        return tokenizer.get_chat_template()
+    except ValueError:  # several named templates and no default
+        return None
+
+
 def render(tokenizer: Any, template: str, conversations: list[list[Message]], *, generation: bool) -> list[str]:
     """The template's text for each conversation, as `apply_chat_template(tokenize=False)` renders it."""
     return tokenizer.apply_chat_template(
@@ -71,14 +84,16 @@ def probe_wrapper(tokenizer: Any, template: str) -> Wrapper:
     """Render one exchange with a sentinel answer to find the text around the answer's content."""
     try:
         (prompt,) = render(tokenizer, template, [PROBE], generation=True)
+        (bare,) = render(tokenizer, template, [PROBE], generation=False)
         (full,) = render(tokenizer, template, [[*PROBE, {"role": "assistant", "content": SENTINEL}]], generation=False)
     except Exception:  # noqa: BLE001 - a template that refuses the probe still serves rows, found per row
         return Wrapper()
+    opener = prompt[len(bare) :] if prompt.startswith(bare) else ""
     if not full.startswith(prompt) or SENTINEL not in full[len(prompt) :]:
-        return Wrapper(continues=False)
+        return Wrapper(continues=False, opener=opener)
     golden = full[len(prompt) :]
     at = golden.index(SENTINEL)
-    return Wrapper(golden[:at], golden[at + len(SENTINEL) :])
+    return Wrapper(golden[:at], golden[at + len(SENTINEL) :], opener=opener)
 
 
 @dataclass(frozen=True)
@@ -168,25 +183,51 @@ class Shown:
     golden: str
     prompt_tokens: int
     golden_tokens: int
+    prompt_ids: list[int]  # what a generation for this row starts from
 
 
 class RowReader:
-    """Splits a training row (input ids and labels, padded) into its prompt and its golden's content, for display."""
+    """Splits a row (input ids and labels) into its prompt and its golden, and finds the golden's content.
+
+    The golden is the row's last trained span; what precedes it is the prompt. When the loss covers the
+    whole row (a conversation trained whole, as TRL does by default on `messages`), the answer starts after
+    the template's last generation opener (`<|im_start|>assistant\n`), and without a template halfway, so a
+    generation always has a prompt to start from.
+    """
 
     def __init__(self, tokenizer: Any, wrapper: Wrapper | None, ignore_index: int = -100) -> None:
         self.tokenizer = tokenizer
         self.ignore_index = ignore_index
         encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"] if text else []  # noqa: E731
-        self.prefix = encode(wrapper.prefix) if wrapper is not None else []
-        self.suffix = encode(wrapper.suffix) if wrapper is not None else []
+        wrapper = wrapper or Wrapper()
+        self.prefix, self.suffix, self.opener = encode(wrapper.prefix), encode(wrapper.suffix), encode(wrapper.opener)
         eos = tokenizer.eos_token_id
         self.tails = [tail for tail in (self.suffix, [eos] if eos is not None else []) if tail]
 
+    def covers_prompt(self, labels: list[int]) -> bool:
+        """Whether the loss covers the row from its start: nothing before the trained span is masked."""
+        return self._span(labels)[0] <= 1
+
+    def boundary(self, input_ids: list[int], labels: list[int]) -> tuple[int, int]:
+        """Where the golden starts and ends in the row (the end is exclusive)."""
+        start, end = self._span(labels)
+        if start > 1 or end == 0:
+            return start, end
+        opener, found = self.opener, -1
+        if opener:
+            found = next(
+                (i for i in range(end - len(opener), start - 1, -1) if input_ids[i : i + len(opener)] == opener), -1
+            )
+        if found >= 0:
+            return found + len(opener), end
+        return max(1, end // 2), end
+
     def split(self, input_ids: list[int], labels: list[int]) -> tuple[list[int], list[int]]:
-        """Prompt ids (padding dropped) and golden ids (the labelled tokens)."""
-        first = next((i for i, label in enumerate(labels) if label != self.ignore_index), len(labels))
+        """Prompt ids (leading padding dropped) and golden ids."""
+        start, end = self.boundary(input_ids, labels)
         pad = self.tokenizer.pad_token_id
-        return [t for t in input_ids[:first] if t != pad], [t for t in labels[first:] if t != self.ignore_index]
+        lead = next((i for i, token in enumerate(input_ids[:start]) if token != pad), start)
+        return list(input_ids[lead:start]), list(input_ids[start:end])
 
     def content(self, golden_ids: list[int]) -> tuple[int, int]:
         """Where the content sits in golden ids, the template's wrapper tokens (or the EOS) left out."""
@@ -198,8 +239,20 @@ class RowReader:
                 break
         return start, end
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def show(self, input_ids: list[int], labels: list[int]) -> Shown:
         prompt, golden = self.split(input_ids, labels)
         start, end = self.content(golden)
-        decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
-        return Shown(decode(prompt), decode(golden[start:end]), len(prompt), end - start)
+        return Shown(self.decode(prompt), self.decode(golden[start:end]), len(prompt), end - start, prompt)
+
+    def _span(self, labels: list[int]) -> tuple[int, int]:
+        """The last contiguous run of trained positions; (len, len) when nothing is trained."""
+        end = len(labels)
+        while end > 0 and labels[end - 1] == self.ignore_index:
+            end -= 1
+        start = end
+        while start > 0 and labels[start - 1] != self.ignore_index:
+            start -= 1
+        return (start, end) if end else (len(labels), len(labels))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.errors import first_line
-from .chat import RowReader, probe_wrapper, resolve_template
+from .chat import RowReader, own_template, probe_wrapper, resolve_template
 from .config import DEMO, DEMO_CHAT, FORMATS, Config
 from .encode import COLUMNS, IGNORE_INDEX, STATS, Encoder, Layout, arrow_features, check_texts
 from .errors import DataError
@@ -24,7 +24,7 @@ __all__ = ["FORMATS", "IGNORE_INDEX", "STATS", "Example", "Splits", "collate", "
 log = logging.getLogger("twotier.engine")
 
 # Part of every cache key: bump it whenever the tokenized columns would come out differently.
-VERSION = 1
+VERSION = 2
 BATCH_ROWS = 1000
 # From this many rows, tokenizing uses several processes; below it, starting them costs more than they save.
 PARALLEL_ROWS = 200_000
@@ -164,7 +164,10 @@ def _layout(
     if conversational and template is None:
         template = resolve_template(config.chat_template, tokenizer, config.model, needed=True)
     if kind in ("text", "tokenized"):
-        template = None  # the rows are the model's input as they are
+        # The rows are the model's input as they are; the tokenizer's own template still says where an answer
+        # starts in a row trained whole.
+        own = template or own_template(tokenizer)
+        return Layout(kind, fields, config.max_length, None, probe_wrapper(tokenizer, own) if own else None)
     wrapper = probe_wrapper(tokenizer, template) if template is not None else None
     return Layout(kind, fields, config.max_length, template, wrapper)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .chat import Message, Wrapper, split_turns, token_span
+from .chat import Message, RowReader, Wrapper, split_turns, token_span
 from .errors import DataError
 
 IGNORE_INDEX = -100
@@ -77,17 +77,7 @@ class Encoder:
         if kind == "text":
             texts = self._texts(batch, fields[0], rows, required=True)
             ids = [row if row[-1:] == self._eos else row + self._eos for row in self._ids(texts, special=True)]
-            # Nothing is a prompt in plain text; leading special tokens (BOS) are what a generation starts from.
-            special = set(getattr(self.tokenizer, "all_special_ids", []))
-            heads = [next((i for i, token in enumerate(row) if token not in special), 0) for row in ids]
-            return self._out(
-                assemble(
-                    [row[:k] for row, k in zip(ids, heads)],
-                    [row[k:] for row, k in zip(ids, heads)],
-                    [(0, len(row) - k - len(self._eos)) for row, k in zip(ids, heads)],
-                    self.layout.max_length,
-                )
-            )
+            return self._out(self._trained(ids, ids))
         if kind == "messages":
             prompts, answers = self._conversations(batch[fields[0]], fields[0], rows)
             return self._out(self._chat(prompts, answers, rows))
@@ -170,8 +160,7 @@ class Encoder:
 
     def _tokenized(self, batch: dict[str, list[Any]], rows: list[int]) -> dict[str, Any]:
         name, *extra = self.layout.fields
-        prompts, goldens, spans, labels = [], [], [], []
-        special = set(getattr(self.tokenizer, "all_special_ids", []))
+        rows_ids, labels = [], []
         for index, (ids, row) in enumerate(zip(batch[name], rows)):
             if not isinstance(ids, list) or not ids or not all(isinstance(t, int) for t in ids):
                 raise DataError(f"{self.source}: row {row}: '{name}' must be a non-empty list of token ids")
@@ -181,17 +170,28 @@ class Encoder:
                 if not isinstance(other, list) or len(other) != len(ids):
                     raise DataError(f"{self.source}: row {row}: '{extra[0]}' must be a list as long as '{name}'")
                 given = other if extra[0] == "labels" else [t if m else IGNORE_INDEX for t, m in zip(ids, other)]
-            start = next((i for i, label in enumerate(given) if label != IGNORE_INDEX), None)
-            if start is None:
+            if all(label == IGNORE_INDEX for label in given):
                 raise DataError(f"{self.source}: row {row}: every label is masked; there is nothing to learn")
-            golden = list(ids[start:])
-            end = len(golden)
-            while end > 0 and golden[end - 1] in special:
-                end -= 1
-            prompts.append(list(ids[:start]))
-            goldens.append(golden)
-            spans.append((0, end))
+            rows_ids.append(list(ids))
             labels.append(given)
+        return self._trained(rows_ids, labels)
+
+    def _trained(self, rows_ids: list[list[int]], labels: list[list[int]]) -> dict[str, list[Any]]:
+        """Rows that bring their own labels: the prompt and golden as a `RowReader` splits them (a row trained
+        whole is split after the template's generation opener, else halfway), the labels kept as given."""
+        reader = RowReader(self.tokenizer, self.layout.wrapper)
+        special = set(getattr(self.tokenizer, "all_special_ids", []))
+        prompts, goldens, spans = [], [], []
+        for ids, given in zip(rows_ids, labels):
+            start, end = reader.boundary(ids, given)
+            start = min(start, self.layout.max_length // 2)  # a long row keeps room for its golden
+            content = reader.content(ids[start:end])
+            stop = content[1]
+            while stop > content[0] and ids[start + stop - 1] in special:
+                stop -= 1
+            prompts.append(ids[:start])
+            goldens.append(ids[start:])
+            spans.append((content[0], stop))
         return assemble(prompts, goldens, spans, self.layout.max_length, labels)
 
     def _ids(self, texts: list[str], *, special: bool) -> list[list[int]]:

@@ -169,7 +169,9 @@ class TrainingRun:
             probe_size=config.probe_size,
             max_new_tokens=config.max_new_tokens,
             batch_size=max(config.batch_size, 16),
+            reader=splits.reader,
         )
+        evaluator.covers_prompt = splits.loss_covers_prompt
         if self._stop.is_set():
             return None, None
         writer = self._writer = LedgerWriter(self._record_run(splits.dataset_name), self.run_id)
@@ -181,6 +183,7 @@ class TrainingRun:
             evaluator=evaluator,
             loss_tap=tap,
             settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
+            reader=splits.reader,
         )
         trainer = TwoTierTrainer(
             model=model,

@@ -91,6 +91,8 @@ class StepEvent:
     grad_norm: float | None = None
     tokens_per_s: float | None = None
     epoch: float | None = None
+    # Every other number the trainer logged at this step, by its key (TRL's entropy, mean_token_accuracy...).
+    metrics: dict[str, float] = field(default_factory=dict, metadata=stored(JSON))
     wall_time: float
     elapsed_s: float
     probes: tuple[ProbeResult, ...] = field(default=(), metadata=stored(NOT_STORED))

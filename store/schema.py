@@ -58,7 +58,7 @@ class Column:
             assert text_id is not None, "a record with text fields needs the ids of its texts"
             return {self.name: None if value is None else text_id(value)}
         if self.how == "json":
-            return {self.name: json.dumps(value, sort_keys=True, default=str)}
+            return {self.name: None if value is None else json.dumps(value, sort_keys=True, default=str)}
         if isinstance(value, Enum):
             return {self.name: value.value}
         if self.kind is float and value is not None and not math.isfinite(value):
@@ -156,6 +156,8 @@ def record_columns(record: type) -> tuple[Column, ...]:
         nullable = isinstance(hints[spec.name], types.UnionType) and type(None) in typing.get_args(hints[spec.name])
         name = spec.metadata.get("column", "run" if how == "run" else spec.name)
         default = None if spec.default is dataclasses.MISSING else spec.default
+        if spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
         columns.append(
             Column(
                 spec.name,
@@ -239,7 +241,10 @@ def _fields(column: Column, texts: Any, run: Any) -> dict[str, Field]:
     if column.how == "text":
         return {column.name: ForeignKeyField(texts, null=null)}
     if column.how == "json":
-        return {column.name: TextField()}
+        # Nullable in SQL even with a default: SQLite adds such a column in place, where a NOT NULL one would
+        # rebuild the table (and cascade-delete the probes of its events). Old rows get the default.
+        default = None if column.default is None else json.dumps(column.default)
+        return {column.name: TextField(null=True, default=default)}
     fields: dict[str, Field] = {}
     if column.keeps_nan:
         fields[f"{column.name}_nonfinite"] = BooleanField(default=False)
