@@ -233,10 +233,14 @@ class RowReader:
         """Where the content sits in golden ids, the template's wrapper tokens (or the EOS) left out."""
         start = len(self.prefix) if self.prefix and golden_ids[: len(self.prefix)] == self.prefix else 0
         end = len(golden_ids)
-        for tail in self.tails:
-            if end - start >= len(tail) and golden_ids[end - len(tail) : end] == tail:
-                end -= len(tail)
-                break
+        tails = list(self.tails)
+        # Each tail once, in either order: TRL ends a templated completion with the EOS after the template's own
+        # end of turn (`<|im_end|>\n<|im_end|>`).
+        while stripped := next(
+            (t for t in tails if end - start >= len(t) and golden_ids[end - len(t) : end] == t), None
+        ):
+            end -= len(stripped)
+            tails.remove(stripped)
         return start, end
 
     def decode(self, ids: list[int]) -> str:

@@ -112,12 +112,8 @@ def load_splits(
     _warn_cuts(source, len(rows), tokenized, config.max_length)
     if validation is not None:
         held_rows = open_rows(validation, cache_dir=config.cache_dir)
-        head = held_rows.select(range(min(len(held_rows), config.eval_samples)))
-        held_layout = _layout(config, tokenizer, head.column_names, head, validation, template)
-        encoder = Encoder(tokenizer, held_layout, validation, arrow=False)
-        held = _examples(tokenizer, encoder(head[:], list(range(len(head)))))
-        if not held:
-            raise DataError(f"{validation}: no example fits in max_length={config.max_length} tokens")
+        head = list(held_rows.select(range(min(len(held_rows), config.eval_samples))))
+        held, _ = examples_from_rows(config, tokenizer, head, validation, template)
         train = tokenized
     else:
         train, held = _split(tokenized, config, source, tokenizer)
@@ -145,6 +141,22 @@ def _builtin(config: Config, workdir: Path) -> tuple[str, str | None]:
         train_path, validation_path = write(workdir / f"{config.dataset}-data", config.seed)
         return str(train_path), config.validation or str(validation_path)
     return config.dataset, config.validation
+
+
+def examples_from_rows(
+    config: Config, tokenizer: Any, head: list[dict[str, Any]], source: str, template: str | None
+) -> tuple[list[Example], Layout]:
+    """Validation examples from the first rows of a dataset (a validation file, the head of a stream, a trainer's
+    eval_dataset), encoded in memory exactly as training encodes rows, and the layout that encoded them."""
+    if not head:
+        raise DataError(f"{source}: the dataset is empty")
+    columns = list(head[0])
+    layout = _layout(config, tokenizer, columns, None, source, template, head[0])
+    batch = {name: [row.get(name) for row in head] for name in columns}
+    held = _examples(tokenizer, Encoder(tokenizer, layout, source, arrow=False)(batch, list(range(len(head)))))
+    if not held:
+        raise DataError(f"{source}: no example fits in max_length={config.max_length} tokens")
+    return held, layout
 
 
 def _layout(
@@ -280,14 +292,7 @@ def _streamed(
     if progress is not None:
         progress("loading", 0, config.eval_samples)
     head = list(held_stream.take(config.eval_samples))
-    if not head:
-        raise DataError(f"{held_source}: the dataset is empty")
-    columns = list(head[0])
-    layout = _layout(config, tokenizer, columns, None, held_source, template, head[0])
-    batch = {name: [row.get(name) for row in head] for name in columns}
-    held = _examples(tokenizer, Encoder(tokenizer, layout, held_source, arrow=False)(batch, list(range(len(head)))))
-    if not held:
-        raise DataError(f"{held_source}: no example fits in max_length={config.max_length} tokens")
+    held, layout = examples_from_rows(config, tokenizer, head, held_source, template)
     if progress is not None:
         progress("loading", len(head), config.eval_samples)
     if validation is None and len(head) < config.eval_samples:
@@ -295,6 +300,7 @@ def _streamed(
             f"{source}: {len(head)} rows: a stream needs more than eval_samples={config.eval_samples}"
             " rows, as its head is the validation set"
         )
+    columns = list(head[0])
     encoder = Encoder(
         tokenizer, _layout(config, tokenizer, columns, None, source, template, head[0]), source, arrow=False
     )

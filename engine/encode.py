@@ -184,7 +184,8 @@ class Encoder:
         prompts, goldens, spans = [], [], []
         for ids, given in zip(rows_ids, labels):
             start, end = reader.boundary(ids, given)
-            start = min(start, self.layout.max_length // 2)  # a long row keeps room for its golden
+            if start >= self.layout.max_length:  # a prompt longer than max_length: keep room for a golden
+                start = self.layout.max_length // 2
             content = reader.content(ids[start:end])
             stop = content[1]
             while stop > content[0] and ids[start + stop - 1] in special:

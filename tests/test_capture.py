@@ -12,23 +12,12 @@ from typing import Any
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from twotier.engine.capture import (
-    FUSED,
-    LOGITS,
-    Captured,
-    Unavailable,
-    capture,
-    document_ids,
-    document_loss,
-    read_token_losses,
-    split_row,
-    token_losses,
-)
-from twotier.engine.chat_demo import chat_rows, write_chat_model
+from support import chat_data, lora, score_alone, sft_trainer
+from twotier.engine.capture import FUSED, LOGITS, Unavailable, document_ids, read_token_losses, split_row
+from twotier.engine.chat_demo import chat_rows
 from twotier.engine.data import IGNORE_INDEX, collate
 
 trl = pytest.importorskip("trl")
@@ -39,135 +28,30 @@ ROWS = chat_rows(40, seed=3)
 RELATIVE = 1e-4
 
 
-@pytest.fixture(scope="module")
-def chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_chat_model(tmp_path_factory.mktemp("chat") / "model", seed=0)
-
-
-class ScoreAlone(TrainerCallback):
-    """Test-only: captures each training forward, then scores every captured document alone."""
-
-    def __init__(self) -> None:
-        self.checked: list[tuple[str, float, float, int, int]] = []  # source, captured, alone, tokens both ways
-        self.documents_per_batch: list[int] = []
-        self.captures: list[Captured] = []
-        self.unavailable: list[str] = []
-        self._hook: Any = None
-        self._busy = False
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
-        self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._hook.remove()
-
-    def _on_forward(self, module: torch.nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
-        if self._busy or not module.training:
-            return
-        captured = capture(kwargs, args, output)
-        if captured is None:
-            return
-        if isinstance(captured, Unavailable):
-            self.unavailable.append(captured.reason)
-            return
-        self.captures.append(captured)
-        self._busy = True  # the re-scoring forward below must not be captured itself
-        try:
-            self._score_alone(module, captured)
-        finally:
-            self._busy = False
-
-    def _score_alone(self, module: torch.nn.Module, captured: Captured) -> None:
-        documents = captured.documents.cpu()
-        count = 0
-        for row in range(captured.input_ids.shape[0]):
-            ids, labels = captured.input_ids[row].tolist(), captured.labels[row].tolist()
-            for doc in split_row(ids, labels, documents[row].tolist()):
-                if not doc.targets:
-                    continue
-                count += 1
-                total, tokens = document_loss(captured.tokens, captured.documents, row, doc.index)
-                module.eval()
-                try:
-                    with torch.no_grad():
-                        ids = torch.tensor([doc.input_ids])
-                        logits = module(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
-                finally:
-                    module.train()
-                losses, mask = token_losses(logits, torch.tensor([doc.labels]))
-                alone = (losses.sum() / mask.sum()).item()
-                own = (total / tokens).item()
-                self.checked.append((captured.tokens.source, own, alone, int(tokens), int(mask.sum())))
-        self.documents_per_batch.append(count)
-
-
-def assert_all_match(spy: ScoreAlone, source: str) -> None:
+def assert_all_match(spy: Any, source: str) -> None:
     assert spy.checked, "nothing was captured"
     assert not spy.unavailable
-    for got_source, captured, alone, tokens, alone_tokens in spy.checked:
-        assert got_source == source
-        assert tokens == alone_tokens
-        assert captured == pytest.approx(alone, rel=RELATIVE)
+    for scored in spy.checked:
+        assert scored.source == source
+        assert scored.tokens == scored.alone_tokens
+        assert scored.captured == pytest.approx(scored.alone, rel=RELATIVE)
 
 
-def sft(
-    model_dir: Path, out: Path, rows: Dataset, spy: TrainerCallback, *, peft_config: Any = None, **settings: Any
-) -> Any:
-    """A few SFTTrainer steps on CPU; gradient checkpointing off unless asked (TRL turns it on by default)."""
-    config = {
-        "max_steps": 3,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 5e-3,
-        "max_length": 128,
-        "gradient_checkpointing": False,
-        "logging_steps": 1,
-        **settings,
-    }
-    args = trl.SFTConfig(
-        output_dir=str(out),
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-        **config,
-    )
-    trainer = trl.SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(model_dir),
-        args=args,
-        train_dataset=rows,
-        processing_class=AutoTokenizer.from_pretrained(model_dir),
-        callbacks=[spy],
-        peft_config=peft_config,
-    )
+def sft(model_dir: Path, out: Path, rows: Any, spy: Any, **settings: Any) -> Any:
+    trainer = sft_trainer(model_dir, out, rows, callbacks=[spy], **settings)
     trainer.train()
     return trainer
 
 
-def messages() -> Dataset:
-    return Dataset.from_list(ROWS)
-
-
-def prompt_completion() -> Dataset:
-    return Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in ROWS])
-
-
-def lora() -> Any:
-    return peft.LoraConfig(
-        r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
-    )
-
-
-def test_logits_path_per_example_loss_equals_example_scored_alone(chat_model: Path, tmp_path: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+def test_logits_path_per_example_loss_equals_example_scored_alone(chat_model_dir: Path, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
     examples = []
     for row in ROWS[:16]:
         prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
         answer = row["messages"][-1]["content"] + tokenizer.eos_token
         prompt_ids, answer_ids = tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]
         examples.append({"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids})
-    spy = ScoreAlone()
+    spy = score_alone()
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=3,
@@ -180,7 +64,7 @@ def test_logits_path_per_example_loss_equals_example_scored_alone(chat_model: Pa
         remove_unused_columns=False,
     )
     trainer = Trainer(
-        model=AutoModelForCausalLM.from_pretrained(chat_model),
+        model=AutoModelForCausalLM.from_pretrained(chat_model_dir),
         args=args,
         train_dataset=examples,
         data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
@@ -190,32 +74,34 @@ def test_logits_path_per_example_loss_equals_example_scored_alone(chat_model: Pa
     assert_all_match(spy, LOGITS)
 
 
-@pytest.mark.parametrize("rows", [messages, prompt_completion], ids=["messages", "prompt_completion"])
-def test_fused_head_per_example_loss_equals_example_scored_alone(chat_model: Path, tmp_path: Path, rows: Any) -> None:
-    spy = ScoreAlone()
-    sft(chat_model, tmp_path, rows(), spy)
+@pytest.mark.parametrize("kind", ["messages", "prompt_completion"])
+def test_fused_head_per_example_loss_equals_example_scored_alone(
+    chat_model_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    spy = score_alone()
+    sft(chat_model_dir, tmp_path, chat_data(40, kind=kind), spy)
     assert_all_match(spy, FUSED)
 
 
-def test_packed_document_loss_equals_document_scored_alone(chat_model: Path, tmp_path: Path) -> None:
-    spy = ScoreAlone()
-    sft(chat_model, tmp_path, messages(), spy, packing=True, per_device_train_batch_size=2)
+def test_packed_document_loss_equals_document_scored_alone(chat_model_dir: Path, tmp_path: Path) -> None:
+    spy = score_alone()
+    sft(chat_model_dir, tmp_path, chat_data(40), spy, packing=True, per_device_train_batch_size=2)
     assert min(spy.documents_per_batch) > 2  # several conversations share one row
     assert all(c.input_ids.shape[0] == 1 for c in spy.captures)  # padding-free: the batch is one row
     assert_all_match(spy, FUSED)
     # The documents' losses differ from each other by far more than the tolerance: the check tells them apart.
-    losses = sorted(captured for _, captured, _, _, _ in spy.checked)
+    losses = sorted(scored.captured for scored in spy.checked)
     assert losses[-1] - losses[0] > 20 * RELATIVE * losses[0]
 
 
 @pytest.mark.parametrize("packing", [False, True], ids=["padded", "packed"])
-def test_lora_per_example_loss_equals_example_scored_alone(chat_model: Path, tmp_path: Path, packing: bool) -> None:
-    spy = ScoreAlone()
+def test_lora_per_example_loss_equals_example_scored_alone(chat_model_dir: Path, tmp_path: Path, packing: bool) -> None:
+    spy = score_alone()
     # TRL's default gradient checkpointing stays on here: the hook sees the one top-level forward either way.
     trainer = sft(
-        chat_model,
+        chat_model_dir,
         tmp_path,
-        messages(),
+        chat_data(40),
         spy,
         peft_config=lora(),
         packing=packing,
@@ -228,17 +114,17 @@ def test_lora_per_example_loss_equals_example_scored_alone(chat_model: Path, tmp
     assert any(p.abs().sum() > 0 for p in lora_b)  # the adapter moved, so later steps checked it too
 
 
-def test_label_smoothing_per_example_loss_is_read_from_the_fused_call(chat_model: Path, tmp_path: Path) -> None:
+def test_label_smoothing_per_example_loss_is_read_from_the_fused_call(chat_model_dir: Path, tmp_path: Path) -> None:
     # TRL then runs two forwards: full logits without labels for the loss, and the fused head for its metrics.
-    spy = ScoreAlone()
-    sft(chat_model, tmp_path, messages(), spy, label_smoothing_factor=0.1)
+    spy = score_alone()
+    sft(chat_model_dir, tmp_path, chat_data(40), spy, label_smoothing_factor=0.1)
     assert len(spy.captures) == 3
     assert_all_match(spy, FUSED)
 
 
-def test_captured_tokens_give_trl_logged_loss_under_gradient_accumulation(chat_model: Path, tmp_path: Path) -> None:
-    spy = ScoreAlone()
-    trainer = sft(chat_model, tmp_path, messages(), spy, gradient_accumulation_steps=2, max_steps=2)
+def test_captured_tokens_give_trl_logged_loss_under_gradient_accumulation(chat_model_dir: Path, tmp_path: Path) -> None:
+    spy = score_alone()
+    trainer = sft(chat_model_dir, tmp_path, chat_data(40), spy, gradient_accumulation_steps=2, max_steps=2)
     # One optimizer step is 2 micro-batches; TRL divides their summed token losses by num_items_in_batch.
     per_step = [spy.captures[i : i + 2] for i in range(0, len(spy.captures), 2)]
     logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
