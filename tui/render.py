@@ -19,6 +19,7 @@ from ..store.records import ProbeResult, StepEvent
 from .text import clip, printable
 
 TEXT_LIMIT = 400
+PROMPT_CELL = 60  # a prompt on one line of a table (probe rows)
 HEADLESS_RULE = "=" * 80
 DIFF_STYLE = "bold reverse"
 TITLE_STYLE = {True: "bold magenta", False: "bold cyan"}  # full eval, fast log
@@ -83,6 +84,37 @@ def show(text: str, limit: int | None = TEXT_LIMIT) -> str:
     return printable(text if limit is None else clip(text, limit))
 
 
+def show_prompt(text: str, limit: int | None = TEXT_LIMIT) -> str:
+    """A prompt made safe, and when long cut from the left: a templated prompt (system prompt, earlier turns,
+    the last user turn, the generation opener) keeps its end, where the question is, never only its start.
+    The cut falls at a line start when one is near, so the kept part begins with the last turns whole."""
+    if limit is None or len(text) <= limit:
+        return printable(text)
+    tail = text[-limit:]
+    newline = tail.find("\n")
+    if 0 <= newline < limit // 2:
+        tail = tail[newline + 1 :]
+    return "..." + printable(tail)
+
+
+def prompt_cell(text: str, limit: int = PROMPT_CELL) -> str:
+    """A prompt on one line of a table: its end (see `show_prompt`), line breaks shown as ⏎."""
+    return show_prompt(text, limit).replace("\n", "⏎")
+
+
+def fmt_metric(value: float) -> str:
+    """A number the trainer logged: whole numbers as such (num_tokens), others to four significant digits."""
+    if math.isfinite(value) and value == int(value) and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def metrics_line(metrics: dict[str, float]) -> str:
+    """What else the trainer logged at the step, by key; its own `loss` (a mean since its last log) is left to
+    the ledger: the block already shows the step's loss."""
+    return " | ".join(f"{key} {fmt_metric(value)}" for key, value in sorted(metrics.items()) if key != "loss")
+
+
 def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str = HEADLESS_RULE) -> Text:
     """One fast log or full eval as a block of lines; data text is printable and cut at `limit`."""
     text = Text()
@@ -95,7 +127,7 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
     line(f"{kind} - Step {event.step}", TITLE_STYLE[event.is_full])
     line(rule, "dim")
     line("📝 PROMPT:")
-    line(show(event.prompt, limit))
+    line(show_prompt(event.prompt, limit))
     line()
     line(f"✅ GOLDEN ({event.golden_tokens} tokens):")
     line(show(event.golden, limit))
@@ -121,6 +153,8 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
                 f" | token accuracy {fmt_fraction(event.probe_token_accuracy)} | eval {fmt_seconds(event.eval_seconds)} s"
             )
     line(stats_line(event))
+    if metrics_line(event.metrics):
+        line(f"🧾 logged: {metrics_line(event.metrics)}", "dim")
     text.append(rule, style="dim")
     return text
 
@@ -208,7 +242,7 @@ def probe_set(probes: tuple[ProbeResult, ...], previous: tuple[ProbeResult, ...]
         text.append(flip, style="bold yellow" if flip.strip() else "")
         text.append(fmt_match(probe.match) + " ")
         text.append(f"#{probe.probe_id:<3} ", style="dim")
-        text.append(printable(probe.prompt))
+        text.append(prompt_cell(probe.prompt))
         text.append(" → ", style="dim")
         text.append(printable(probe.model_output))
         if not probe.match:
