@@ -115,9 +115,9 @@ def read_token_losses(kwargs: Mapping[str, Any], output: Any) -> TokenLosses | U
     custom loss (`compute_loss_func`, label smoothing) before the fused call that carries the labels.
     """
     labels, shift_labels = kwargs.get("labels"), kwargs.get("shift_labels")
-    if labels is None and shift_labels is None:
-        return None
     targets = shift_labels if shift_labels is not None else labels
+    if targets is None:
+        return None
     log_probs = getattr(output, "log_probs", None)
     if log_probs is not None:
         label_mask = getattr(output, "label_mask", None)

@@ -18,6 +18,9 @@ DEMO = "demo"
 DEMO_CHAT = "demo-chat"  # the built-in chat model and `messages` data (engine/chat_demo.py)
 # The row formats `data_format` may name; left unset, the format is told from the columns.
 FORMATS = ("prompt_answer", "prompt_completion", "messages", "text", "tokenized")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The `peft` section: a LoRA adapter that PEFT builds on the model (its LoraConfig names in brackets).
+PEFT_KEYS = {"r": "rank (r)", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Config:
     streaming: bool = False
     cache_dir: str | None = None
     trust_remote_code: bool = False
+    dtype: str | None = None  # the weights' dtype when loading; None: the library's default
+    attn_implementation: str | None = None  # eager, sdpa, flash_attention_2...; None: the library's choice
+    peft: dict[str, Any] | None = None  # {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": [...]}
     max_length: int = 256
     max_new_tokens: int = 32
     log_steps: int = 10
@@ -160,8 +166,33 @@ def _check_ranges(config: Config, source: str) -> None:
             f"{source}: 'probe_size' ({config.probe_size}) must not exceed 'eval_samples' ({config.eval_samples}):"
             " the probe set is part of the validation examples scored at each full eval"
         )
+    if config.dtype is not None and config.dtype not in DTYPES:
+        raise ConfigError(f"{source}: 'dtype' must be one of {', '.join(DTYPES)}, got '{config.dtype}'")
+    if config.peft is not None:
+        _check_peft(config.peft, source)
     if config.data_format is not None and config.data_format not in FORMATS:
         raise ConfigError(f"{source}: 'data_format' must be one of {', '.join(FORMATS)}, got '{config.data_format}'")
     for key in ("model", "dataset", "prompt_field", "answer_field", "ledger", "output_dir"):
         if not getattr(config, key).strip():
             raise ConfigError(f"{source}: '{key}' must not be empty")
+
+
+def _check_peft(section: dict[str, Any], source: str) -> None:
+    """The `peft` section: known keys only, each of the type PEFT's LoraConfig takes."""
+    for key, value in section.items():
+        if key not in PEFT_KEYS:
+            close = difflib.get_close_matches(key, PEFT_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(PEFT_KEYS)}"
+            raise ConfigError(f"{source}: unknown key 'peft.{key}'{hint}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "r" and not (number and value == int(value) and value > 0):
+            raise ConfigError(f"{source}: 'peft.r' must be a whole number above 0, got {json.dumps(value)}")
+        if key == "alpha" and not (number and value > 0):
+            raise ConfigError(f"{source}: 'peft.alpha' must be a number above 0, got {json.dumps(value)}")
+        if key == "dropout" and not (number and 0 <= value < 1):
+            raise ConfigError(f"{source}: 'peft.dropout' must be a number from 0 up to 1, got {json.dumps(value)}")
+        names = isinstance(value, list) and value and all(isinstance(name, str) for name in value)
+        if key == "target_modules" and not (isinstance(value, str) or names):
+            raise ConfigError(
+                f"{source}: 'peft.target_modules' must be a list of module names or \"all-linear\", got {json.dumps(value)}"
+            )

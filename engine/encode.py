@@ -90,14 +90,14 @@ class Encoder:
             joined = [None if p is None or c is None else p + c for p, c in pairs]
             prompts, answers = self._conversations(joined, f"{fields[0]}' and '{fields[1]}", rows)
             return self._out(self._chat(prompts, answers, rows))
-        prompts = self._texts(batch, fields[0], rows, required=False)
+        texts = self._texts(batch, fields[0], rows, required=False)
         answers = self._texts(batch, fields[1], rows, required=True)
         if self.layout.template is not None:
-            return self._out(self._chat([[{"role": "user", "content": prompt}] for prompt in prompts], answers, rows))
+            return self._out(self._chat([[{"role": "user", "content": text}] for text in texts], answers, rows))
         answer_ids = self._ids(answers, special=False)
         return self._out(
             assemble(
-                self._ids(prompts, special=True),
+                self._ids(texts, special=True),
                 [ids + self._eos for ids in answer_ids],
                 [(0, len(ids)) for ids in answer_ids],
                 self.layout.max_length,

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger
@@ -104,14 +105,19 @@ class TwoTier(TwoTierCallback):
         _wrap_train(trainer, self)
 
     def on_train_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
     ) -> None:
         self.run_id = uuid.uuid4().hex[:12]
         if state.is_world_process_zero:
             ledger = open_ledger(self.ledger)
             create_run(ledger, self._run_info(state))
             self._writer = LedgerWriter(ledger, self.run_id)
-        super().on_train_begin(args, state, control, **kwargs)
+        super().on_train_begin(args, state, control, model, **kwargs)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -154,6 +160,7 @@ class TwoTier(TwoTierCallback):
             max_steps=state.max_steps or None,
             host=socket.gethostname(),
             pid=os.getpid(),
+            trained_from=now,  # the script loaded its model and data before: nothing of that is in this run
         )
 
 

@@ -46,11 +46,18 @@ class TrainingRun:
     """Start, pause, unpause and stop a run from the thread that owns it; read `events` for progress."""
 
     def __init__(
-        self, config: Config, *, callbacks: Sequence[TrainerCallback] = (), resume: ResumePoint | None = None
+        self,
+        config: Config,
+        *,
+        callbacks: Sequence[TrainerCallback] = (),
+        resume: ResumePoint | None = None,
+        progress_bars: bool = False,
     ) -> None:
         """`callbacks`: extra Trainer callbacks, called after twotier's own. `resume`: continue that run in
-        place from its checkpoint (see `engine.resume.find_resume_point`), with its own config."""
+        place from its checkpoint (see `engine.resume.find_resume_point`), with its own config. `progress_bars`:
+        let transformers and datasets draw their bars on stderr while loading (headless)."""
         self.config = resume.config if resume is not None else config
+        self.progress_bars = progress_bars
         self.callbacks = tuple(callbacks)
         self.resume_point = resume
         self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
@@ -75,7 +82,7 @@ class TrainingRun:
 
     def stop(self) -> None:
         """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped.
-        Asked before the run has begun training, the run ends stopped without being recorded."""
+        Asked while the model and data load, the run ends stopped before its first step."""
         self._stop.set()
         self._running.set()
 
@@ -107,12 +114,16 @@ class TrainingRun:
         return not self._thread.is_alive()
 
     def _main(self) -> None:
-        writer: LedgerWriter | None = None
         try:
             trainer, writer = self._prepare()
             if writer is None:
                 self._end(RunEnded(RunStatus.STOPPED, None))
                 return
+            if self._stop.is_set():  # asked while the model and data loaded
+                writer.close(RunStatus.STOPPED)
+                self._end(RunEnded(RunStatus.STOPPED, self.run_id))
+                return
+            writer.training_began()
             checkpoint = self.resume_point.checkpoint if self.resume_point is not None else None
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             if self.failure is not None:
@@ -122,10 +133,10 @@ class TrainingRun:
             writer.close(status)
             self._end(RunEnded(status, self.run_id))
         except TwoTierError as err:
-            self._fail(writer, str(err), err.exit_code)
+            self._fail(self._writer, str(err), err.exit_code)
         except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once
             log.debug("training failed", exc_info=True)
-            self._fail(writer, f"{type(err).__name__}: {err}", 1)
+            self._fail(self._writer, f"{type(err).__name__}: {err}", 1)
 
     def _end(self, ended: RunEnded) -> None:
         self.ended = ended
@@ -141,7 +152,11 @@ class TrainingRun:
         self._end(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
 
     def _prepare(self) -> tuple[Any, LedgerWriter | None]:
-        """The Trainer and the run's writer; no writer when a stop came while the model loaded."""
+        """The Trainer and the run's writer; no writer when a stop came before the run was recorded.
+
+        What can be checked without reading (the config, the files named) is checked first, so a bad config or a
+        missing file writes nothing to the ledger; then the run is recorded, and loading the model and the data,
+        which can take minutes, reports its phase through the ledger to any viewer."""
         from transformers import PrinterCallback, ProgressCallback, set_seed
         from transformers.utils import logging as hf_logging
 
@@ -149,18 +164,31 @@ class TrainingRun:
         from .data import collate, load_splits
         from .evaluate import Evaluator
         from .loss import LossTap
-        from .model import load_model, resolve_model_path
+        from .model import load_model, resolve_model_path, with_lora
+        from .sources import check_sources
         from .tiers import TierSettings, TwoTierCallback
         from .trainer import TwoTierTrainer
 
         hf_logging.set_verbosity_error()
         config = self.config
+        check_sources(config)
+        if self._stop.is_set():
+            return None, None
+        writer = self._writer = LedgerWriter(self._record_run(config.dataset), self.run_id)
+        phases = Phases(writer)
         run_dir = Path(config.output_dir) / self.run_id
         set_seed(config.seed)
+        phases("loading the model")
         model, tokenizer = load_model(
-            resolve_model_path(config, Path(config.output_dir)), trust_remote_code=config.trust_remote_code
+            resolve_model_path(config, Path(config.output_dir)),
+            trust_remote_code=config.trust_remote_code,
+            dtype=config.dtype,
+            attn_implementation=config.attn_implementation,
+            progress_bars=self.progress_bars,
         )
-        splits = load_splits(config, tokenizer, Path(config.output_dir))
+        if config.peft is not None:
+            model = with_lora(model, config.peft)
+        splits = load_splits(config, tokenizer, Path(config.output_dir), phases, show_bars=self.progress_bars)
         arguments = training_arguments(config, run_dir)
         evaluator = Evaluator(
             tokenizer,
@@ -172,9 +200,6 @@ class TrainingRun:
             reader=splits.reader,
         )
         evaluator.covers_prompt = splits.loss_covers_prompt
-        if self._stop.is_set():
-            return None, None
-        writer = self._writer = LedgerWriter(self._record_run(splits.dataset_name), self.run_id)
         tap = LossTap()
         tiers = TwoTierCallback(
             run_id=self.run_id,
@@ -227,6 +252,7 @@ class TrainingRun:
                 max_steps=config.max_steps,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                phase=Phases.start("loading the model", now),
             ),
         )
         return ledger
@@ -239,6 +265,32 @@ class TrainingRun:
             self._nonfinite = f"the loss became {bad[1]} at step {event.step} on example {event.prompt[:80]!r}"
             if not self.config.stop_on_nan:
                 log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
+
+
+class Phases:
+    """What the run does before training, sent to the ledger (`RunInfo.phase`) as `progress(phase, done, total)`
+    calls come: at most twice a second, and whenever the phase changes or ends."""
+
+    NAMES = {"loading": "reading the data", "tokenizing": "tokenizing"}  # the data pipeline's phases, shown
+
+    def __init__(self, writer: LedgerWriter, every_s: float = 0.5) -> None:
+        self.writer = writer
+        self.every_s = every_s
+        self._name: str | None = None
+        self._since = self._sent = 0.0
+
+    @staticmethod
+    def start(name: str, now: float) -> dict[str, Any]:
+        return {"name": name, "done": 0, "total": None, "since": now}
+
+    def __call__(self, phase: str, done: int = 0, total: int | None = None) -> None:
+        name, now = self.NAMES.get(phase, phase), time.time()
+        if name != self._name:
+            self._name, self._since = name, now
+        elif now - self._sent < self.every_s and done != total:
+            return
+        self._sent = now
+        self.writer.set_phase({**self.start(name, self._since), "done": done, "total": total})
 
 
 def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store.errors import first_line
-from .config import FORMATS
+from .config import DEMO, DEMO_CHAT, FORMATS
 from .errors import DataError
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -36,18 +36,14 @@ def open_rows(source: str, *, streaming: bool = False, cache_dir: str | None = N
 
     datasets.logging.set_verbosity_error()
     path = Path(source)
-    builder = FILE_BUILDERS.get(path.suffix.lower())
+    builder = check_source(source)
     try:
         if builder is not None:
-            if not path.is_file():
-                raise DataError(f"{source}: dataset file not found")
             if builder != "parquet" and not _has_rows(path, skip=1 if builder == "csv" else 0):
                 raise DataError(f"{source}: the dataset is empty")
             rows = datasets.load_dataset(
                 builder, data_files=str(path), split="train", streaming=streaming, cache_dir=cache_dir
             )
-        elif path.exists():
-            raise DataError(f"{source}: unsupported dataset file; use .jsonl, .json, .csv or .parquet")
         else:
             rows = datasets.load_dataset(source, split="train", streaming=streaming, cache_dir=cache_dir)
     except DataError:
@@ -57,6 +53,29 @@ def open_rows(source: str, *, streaming: bool = False, cache_dir: str | None = N
     if not streaming and len(rows) == 0:
         raise DataError(f"{source}: the dataset is empty")
     return rows
+
+
+def check_source(source: str) -> str | None:
+    """What can be told of a dataset without reading it: a named file that is not there, a file of a kind that
+    cannot be read. Returns the `datasets` builder of a file, None for a hub dataset's name."""
+    path = Path(source)
+    builder = FILE_BUILDERS.get(path.suffix.lower())
+    if builder is not None and not path.is_file():
+        raise DataError(f"{source}: dataset file not found")
+    if builder is None and path.exists():
+        raise DataError(f"{source}: unsupported dataset file; use .jsonl, .json, .csv or .parquet")
+    return builder
+
+
+def check_sources(config: Any) -> None:
+    """The config's dataset, validation file and model folder, checked before anything is recorded or loaded."""
+    for source in (config.dataset, config.validation):
+        if source is not None and source not in (DEMO, DEMO_CHAT):
+            check_source(source)
+    model = str(config.model)
+    local = model not in (DEMO, DEMO_CHAT) and model.startswith(("/", "./", "../", "~"))
+    if local and not Path(model).expanduser().is_dir():
+        raise DataError(f"model: cannot load '{model}': no such folder")
 
 
 def _has_rows(path: Path, skip: int) -> bool:
@@ -166,15 +185,17 @@ def reporting(progress: Progress | None, phase: str) -> Iterator[None]:
     import datasets.builder
     from datasets.utils import tqdm as bar_class
 
-    class Reporting(bar_class):  # type: ignore[misc, valid-type]
+    report: Progress = progress
+
+    class Reporting(bar_class):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._done, self._total = kwargs.get("initial") or 0, kwargs.get("total")
-            progress(phase, self._done, self._total)
+            report(phase, self._done, self._total)
 
         def update(self, n: float | None = 1) -> bool | None:
             self._done += int(n or 0)
-            progress(phase, self._done, self._total)
+            report(phase, self._done, self._total)
             return super().update(n)
 
     modules = [module for module in (datasets.arrow_dataset, datasets.builder) if hasattr(module, "hf_tqdm")]

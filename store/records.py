@@ -133,6 +133,10 @@ class RunInfo:
     # The process writing the run, so a viewer on the same host knows at once when it died.
     host: str | None = None
     pid: int | None = None
+    # What a run does before its first step (loading the model, tokenizing...), for a viewer in another process:
+    # {"name": ..., "done": rows so far, "total": rows or None, "since": when it began}; None once training.
+    phase: dict[str, Any] | None = field(default=None, metadata=stored(JSON))
+    trained_from: float | None = None  # when training began: started_at to here was loading
 
     def is_stale(self, now: float, after_s: float) -> bool:
         """A live run whose process is gone: its writer has not beaten for `after_s` seconds, or it ran

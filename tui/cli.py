@@ -30,6 +30,9 @@ OVERRIDES: dict[str, tuple[type, str]] = {
     "ledger": (str, f"ledger file (default {DEFAULT_LEDGER})"),
     "output_dir": (str, "where checkpoints go"),
     "run_name": (str, "a name for the run in the ledger"),
+    "data_format": (str, "prompt_answer, prompt_completion, messages, text or tokenized (else told from the columns)"),
+    "dtype": (str, "the weights' dtype: auto, float32, bfloat16 or float16"),
+    "attn_implementation": (str, "attention kernel: eager, sdpa, flash_attention_2..."),
 }
 
 
@@ -58,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for key, (kind, help_text) in OVERRIDES.items():
         parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
+    parser.add_argument(
+        "--chat-template",
+        nargs="?",
+        const=True,
+        metavar="TEMPLATE",
+        help="apply a chat template: the tokenizer's own (no value), a .jinja file or a template",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
     ci = parser.add_argument_group(
         "CI verdict (with --headless)",
@@ -93,7 +103,7 @@ def _fraction(text: str) -> float:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    overrides = {key: getattr(args, key) for key in OVERRIDES}
+    overrides = {key: getattr(args, key) for key in (*OVERRIDES, "chat_template")}
     return load_config(path, overrides)
 
 

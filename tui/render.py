@@ -57,6 +57,26 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def fmt_elapsed(total: float | None, loading: float | None = None) -> str:
+    """A run's elapsed time, saying what it includes: the loading before its first step, when there was any."""
+    if loading is None or loading < 1:
+        return f"elapsed {fmt_duration(total)}"
+    return f"elapsed {fmt_duration(total)} (loading {fmt_duration(loading)} of it)"
+
+
+def fmt_phase(phase: dict[str, Any], now: float) -> str:
+    """What a run does before training, as a line: `tokenizing 1,200,000 rows · 45% · 0:31 left`."""
+    name, done, total = str(phase.get("name", "loading")), int(phase.get("done") or 0), phase.get("total")
+    spent = max(0.0, now - float(phase.get("since") or now))
+    if not total:
+        counted = f" · {done:,} rows" if done else ""
+        return f"{name}{counted} · {fmt_duration(spent)} so far"
+    share = min(1.0, done / total)
+    left = spent / share * (1 - share) if share > 0 else None
+    ahead = f"{fmt_duration(left)} left" if left is not None else "starting"
+    return f"{name} {int(total):,} rows · {share:.0%} · {ahead}"
+
+
 def fmt_clock(timestamp: float) -> str:
     """A wall-clock time in the local zone, to the minute."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
