@@ -15,11 +15,11 @@ import torch
 from .stats import Row, Table
 from .workload import BENCH_DIR, Workload, load_workload
 
-SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "data", "sft")
+SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "app", "data", "sft")
 
 
 def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) -> Callable[[], list[Row]]:
-    from . import cadence, data, evalcost, fastlog, ledgerwrite, reading, sft, startup, trackers
+    from . import app, cadence, data, evalcost, fastlog, ledgerwrite, reading, sft, startup, trackers
 
     return {
         "fastlog": lambda: fastlog.measure(work(), quick),
@@ -29,6 +29,7 @@ def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) 
         "trackers": lambda: trackers.measure(quick),
         "reading": lambda: reading.measure(quick),
         "startup": lambda: startup.measure(quick, threads),
+        "app": lambda: app.measure(quick),
         "data": lambda: data.measure(quick),
         "sft": lambda: sft.measure(quick),
     }[name]

@@ -20,7 +20,7 @@ from pathlib import Path
 from .stats import Row, Sample, judged
 from .workload import scratch_dir
 
-SECTION = "9 data"
+SECTION = "10 data"
 SIZES = (30_000, 300_000, 1_000_000)
 QUICK_SIZES = (30_000, 300_000)
 MAX_LENGTH = 160

@@ -10,7 +10,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from twotier.store import LedgerReader, RunInfo, RunStatus, open_ledger
+from twotier.store import Kind, LedgerReader, RunInfo, RunStatus, StepEvent, open_ledger
 from twotier.store.export import EVENT_COLUMNS, event_records, write_records
 from twotier.store.tail import Tail
 from twotier.store.writer import create_run
@@ -31,7 +31,7 @@ def ledger_of(total: int) -> Path:
     path = BENCH_DIR / f"ledger-{total}.db"
     if path.exists():
         with LedgerReader(path) as reader:
-            if len(reader.runs()) == RUNS and reader.ledger.tables.event.select().count() == total:
+            if len(reader.runs()) == RUNS and reader.tables.event.model.select().count() == total:
                 return path
         for stale in path.parent.glob(path.name + "*"):
             stale.unlink()
@@ -85,7 +85,7 @@ def _build(path: Path, total: int) -> None:
         "gap",
         "eval_seconds",
     ]
-    columns = [getattr(tables.event, name) for name in fields]
+    columns = [getattr(tables.event.model, name) for name in fields]
     per_run = total // RUNS
     for run in range(RUNS):
         with ledger.db.atomic():
@@ -93,7 +93,7 @@ def _build(path: Path, total: int) -> None:
                 rows = [
                     _row(f"run{run:02d}", step) for step in range(start + 1, min(per_run, start + ROWS_PER_INSERT) + 1)
                 ]
-                tables.event.insert_many(rows, fields=columns).execute()
+                tables.event.model.insert_many(rows, fields=columns).execute()
     ledger.db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     ledger.close()
 
@@ -126,6 +126,19 @@ def _row(run_id: str, step: int) -> tuple[object, ...]:
     )
 
 
+def _row_event(run_id: str, step: int) -> StepEvent:
+    """The event `_row` stores, as the engine would publish it (for appending to a live copy)."""
+    full = step % FULL_EVERY == 0
+    return StepEvent(
+        run_id=run_id, step=step, kind=Kind.FULL if full else Kind.FAST, wall_time=1.7e9 + step,
+        elapsed_s=step * 0.1, prompt=f"reverse word{step % TEXTS}= / answer {step % TEXTS}",
+        golden=f"reverse word{(step + 1) % TEXTS}=", loss=1.0 / step, prompt_tokens=12, golden_tokens=6,
+        batch_loss=0.5, learning_rate=3e-3, grad_norm=1.2, tokens_per_s=9000.0, epoch=step / 6000,
+        model_output="ok" if full else None, output_tokens=6 if full else None, match=True if full else None,
+        val_loss=0.4 if full else None, gap=0.1 if full else None, eval_seconds=0.5 if full else None,
+    )  # fmt: skip
+
+
 def _timed_ms(call: object) -> float:
     started = time.perf_counter()
     call()  # type: ignore[operator]
@@ -133,7 +146,7 @@ def _timed_ms(call: object) -> float:
 
 
 def _last_id(reader: LedgerReader, run_id: str) -> int:
-    Event = reader.ledger.tables.event
+    Event = reader.tables.event.model
     return Event.select(Event.id).where(Event.run == run_id).order_by(Event.id.desc()).limit(1).scalar()
 
 

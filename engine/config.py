@@ -61,6 +61,13 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check_sources(self) -> None:
+        """Refuse, before anything loads, a dataset, validation file or model folder that does not exist (what a
+        run would refuse at its start): `twotier submit` queues nothing a run would reject at once."""
+        from .sources import check_sources
+
+        check_sources(self)
+
     def tier_warnings(self) -> list[str]:
         """Settings that are legal but probably not what the user meant."""
         if self.log_steps and self.eval_steps and self.eval_steps % self.log_steps:

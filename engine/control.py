@@ -1,7 +1,10 @@
-"""Pause, stop and the final checkpoint, as a Trainer callback: how a `TrainingRun`'s owner reaches the loop.
+"""Pause, stop and the final checkpoint, as a Trainer callback: where a run is steered, at a step end.
 
-Requests are acted on at a step boundary (`on_step_end`), the one place where every rank has finished
-the same step and a checkpoint is consistent.
+Whatever asks (a request in the ledger from `twotier pause`, the app or the daemon; a signal; the
+owning thread), the run acts at `on_step_end`, the one place where every rank has finished the same
+step and a checkpoint is consistent. In a multi-process run the ranks first agree (one small
+all-reduce), so they pause, stop or give up at the same step; while paused they meet every half
+second, so no rank waits in a collective anywhere near the process-group timeout.
 """
 
 from __future__ import annotations
@@ -11,29 +14,41 @@ from typing import TYPE_CHECKING, Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..store import LedgerWriter, RunStatus
+from .distributed import agree, hold_while_paused
 
 if TYPE_CHECKING:
     from .runner import TrainingRun
 
+PAUSE_POLL_S = 0.2
+
 
 class ControlCallback(TrainerCallback):
-    """Holds the loop while the run is paused, ends it on a stop or a failure, and saves at the end."""
+    """Holds the loop while the run is paused, ends it on a stop or a failure, and saves at the end.
 
-    def __init__(self, run: TrainingRun, writer: LedgerWriter) -> None:
+    `writer` is the run's ledger writer on the process that writes (rank 0), None on the others.
+    """
+
+    def __init__(self, run: TrainingRun, writer: LedgerWriter | None) -> None:
         self.run = run
         self.writer = writer
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.run.failure is not None:
+        run = self.run
+        decided = agree(stop=run.stop_requested, pause=run.paused, failure=run.failure is not None)
+        if decided.failure:
             control.should_training_stop = True  # no checkpoint: the weights are what failed
             return
-        if self.run.paused and not self.run.stop_requested:
-            self.writer.set_status(RunStatus.PAUSED)
-            self.run.wait_while_paused()
-            if not self.run.stop_requested:
-                self.writer.set_status(RunStatus.RUNNING)
-        if self.run.stop_requested:
+        if decided.pause and not decided.stop:
+            self._set_status(RunStatus.PAUSED, run.carried_out("pause"))
+            decided = hold_while_paused(lambda: run.paused, lambda: run.stop_requested, poll_s=PAUSE_POLL_S)
+            if not decided.stop:
+                self._set_status(RunStatus.RUNNING, run.carried_out("unpause"))
+        if decided.stop:
             control.should_training_stop = True
             control.should_save = True
         elif state.global_step >= state.max_steps:
             control.should_save = True
+
+    def _set_status(self, status: RunStatus, done: tuple[int, ...]) -> None:
+        if self.writer is not None:
+            self.writer.set_status(status, done)

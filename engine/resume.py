@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import LedgerReader, RunStatus, TwoTierError
+from ..store.queue import DAEMON
 from ..store.reader import STALE_AFTER_S
 from .config import Config, load_config
 
@@ -22,22 +23,36 @@ class ResumePoint:
 
     run_id: str
     config: Config
-    checkpoint: Path
+    checkpoint: (
+        Path | None
+    )  # None: from the start (a queued run, or a daemon's run cut off before its first checkpoint)
     step: int
 
 
 def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | None = None) -> ResumePoint:
-    """The run `ref` in `ledger` and its last complete checkpoint; refuses runs that cannot resume."""
+    """The run `ref` in `ledger` and its last complete checkpoint; refuses runs that cannot resume.
+
+    A queued run starts from the beginning; so does a run the daemon launched that was cut off before
+    its first checkpoint (the daemon must be able to take up every run it interrupted).
+    """
     with LedgerReader(ledger) as reader:
         run = reader.run(ref)
-    if run.status is RunStatus.FINISHED:
-        raise TwoTierError(f"run {run.id} finished at step {run.last_step}; there is nothing to resume", exit_code=2)
+    if run.status is RunStatus.QUEUED:
+        return ResumePoint(
+            run.id, load_config(None, {**run.config, "ledger": str(ledger), **(overrides or {})}), None, 0
+        )
+    if run.status in (RunStatus.FINISHED, RunStatus.CANCELLED):
+        raise TwoTierError(
+            f"run {run.id} {run.status.value} at step {run.last_step}; there is nothing to resume", exit_code=2
+        )
     if run.status.is_live and not run.is_stale(time.time(), STALE_AFTER_S):
         raise TwoTierError(
             f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first", exit_code=2
         )
     config = load_config(None, {**run.config, "ledger": str(ledger), **(overrides or {})})
     found = last_complete_checkpoint(Path(config.output_dir) / run.id)
+    if found is None and run.launcher == DAEMON:
+        return ResumePoint(run.id, config, None, 0)
     if found is None:
         raise TwoTierError(
             f"run {run.id} has no complete checkpoint under {Path(config.output_dir) / run.id}", exit_code=2

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger, reopen_run
 from ..store.errors import first_line
+from ..store.records import Action, ControlRequest
 from .config import Config
 from .errors import ConfigError
 from .resume import ResumePoint
@@ -66,8 +67,12 @@ class TrainingRun:
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
         self._stop = threading.Event()
+        self._interrupted = False
         self._running = threading.Event()
         self._running.set()
+        # Control requests from the ledger, handed over by the writer's thread; and those acted on, by action.
+        self._requests: queue.SimpleQueue[ControlRequest] = queue.SimpleQueue()
+        self._acted: dict[str, list[int]] = {}
         self._thread = threading.Thread(target=self._main, name="twotier-train", daemon=True)
 
     def start(self) -> None:
@@ -80,27 +85,49 @@ class TrainingRun:
     def unpause(self) -> None:
         self._running.set()
 
-    def stop(self) -> None:
+    def stop(self, *, interrupted: bool = True) -> None:
         """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped.
-        Asked while the model and data load, the run ends stopped before its first step."""
+        Asked while the model and data load, the run ends stopped before its first step.
+        `interrupted`: a signal or the owner stopped it, not a user's request (a daemon takes it up again)."""
+        self._interrupted = self._interrupted or interrupted
         self._stop.set()
         self._running.set()
 
+    def request(self, request: ControlRequest) -> None:
+        """A control request from the ledger (called from the writer's thread); acted on at the next step end."""
+        self._requests.put(request)
+
+    def carried_out(self, action: str) -> tuple[int, ...]:
+        """The ids of the requests for `action` acted on since the last call: the writer marks them done."""
+        return tuple(self._acted.pop(action, ()))
+
     @property
     def stop_requested(self) -> bool:
+        self._take_requests()
         return self._stop.is_set()
 
     @property
     def paused(self) -> bool:
+        self._take_requests()
         return not self._running.is_set()
+
+    def _take_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            self._acted.setdefault(request.action.value, []).append(request.id or 0)
+            if request.action is Action.PAUSE:
+                self.pause()
+            elif request.action is Action.UNPAUSE:
+                self.unpause()
+            else:
+                self.stop(interrupted=False)
 
     @property
     def started(self) -> bool:
         return self._thread.ident is not None
-
-    def wait_while_paused(self) -> None:
-        """Block the training thread until unpaused or stopped."""
-        self._running.wait()
 
     @property
     def failure(self) -> str | None:
@@ -119,8 +146,8 @@ class TrainingRun:
             if writer is None:
                 self._end(RunEnded(RunStatus.STOPPED, None))
                 return
-            if self._stop.is_set():  # asked while the model and data loaded
-                writer.close(RunStatus.STOPPED)
+            if self.stop_requested:  # asked while the model and data loaded
+                writer.close(RunStatus.STOPPED, done=self.carried_out("stop"), interrupted=self._interrupted)
                 self._end(RunEnded(RunStatus.STOPPED, self.run_id))
                 return
             writer.training_began()
@@ -130,7 +157,7 @@ class TrainingRun:
                 self._fail(writer, self.failure, 1)
                 return
             status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
-            writer.close(status)
+            writer.close(status, done=self.carried_out("stop"), interrupted=self._interrupted)
             self._end(RunEnded(status, self.run_id))
         except TwoTierError as err:
             self._fail(self._writer, str(err), err.exit_code)
@@ -165,16 +192,15 @@ class TrainingRun:
         from .evaluate import Evaluator
         from .loss import LossTap
         from .model import load_model, resolve_model_path, with_lora
-        from .sources import check_sources
         from .tiers import TierSettings, TwoTierCallback
         from .trainer import TwoTierTrainer
 
         hf_logging.set_verbosity_error()
         config = self.config
-        check_sources(config)
+        config.check_sources()
         if self._stop.is_set():
             return None, None
-        writer = self._writer = LedgerWriter(self._record_run(config.dataset), self.run_id)
+        writer = self._writer = LedgerWriter(self._record_run(config.dataset), self.run_id, on_request=self.request)
         phases = Phases(writer)
         run_dir = Path(config.output_dir) / self.run_id
         set_seed(config.seed)
@@ -249,6 +275,7 @@ class TrainingRun:
                 config=config.to_dict(),
                 started_at=now,
                 heartbeat_at=now,
+                opened_at=now,
                 max_steps=config.max_steps,
                 host=socket.gethostname(),
                 pid=os.getpid(),

@@ -106,9 +106,8 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
             # Reading the schema parses page 1: a damaged ledger fails here, at open, not mid-run.
             names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             missing = any(
-                columns - {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                table not in names or columns - {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
                 for table, columns in ours.items()
-                if table in names
             )
         finally:
             connection.close()
@@ -124,7 +123,8 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
             f"{path}: a SQLite file of something else (tables {', '.join(sorted(names)[:4])}), "
             "not a twotier ledger; twotier will not touch it"
         )
-    if (readonly or version == SCHEMA_VERSION) and not set(ours) <= names:
+    # Every ledger, since the first version, has these; a table added later is created on open.
+    if (readonly or version == SCHEMA_VERSION) and not {"run", "event"} <= names:
         raise LedgerNotReady(f"{path}: not a twotier ledger (it has no twotier tables)")
     return version, version == SCHEMA_VERSION and not missing
 
@@ -212,7 +212,17 @@ def _on_readonly_filesystem(folder: Path) -> bool:
 def _upgrade_schema(db: SqliteDatabase, tables: Tables) -> None:
     """Create the schema in a new ledger, or migrate an older one version by version."""
     # One IMMEDIATE transaction: of several processes opening a ledger at once, one creates or
-    # migrates the schema and the others find it done.
+    # migrates the schema and the others find it done. Foreign keys are off meanwhile: a migration that
+    # rebuilds a table (SQLite's way to change a column) must not cascade its delete to the rows that
+    # refer to it.
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        _upgrade_in_one_transaction(db, tables)
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _upgrade_in_one_transaction(db: SqliteDatabase, tables: Tables) -> None:
     with db.atomic():
         version = db.execute_sql("PRAGMA user_version").fetchone()[0]
         if version == 0:

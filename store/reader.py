@@ -18,7 +18,7 @@ from peewee import DatabaseError, fn
 
 from .db import Ledger, open_ledger
 from .errors import LedgerError, RunNotFound
-from .records import Kind, ProbeResult, RunInfo, RunStatus, StepEvent
+from .records import ControlRequest, Kind, ProbeResult, RunInfo, RunStatus, StepEvent
 
 STALE_AFTER_S = 30.0
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -49,6 +49,15 @@ class Bucketed:
 class LossHistory:
     train: Bucketed
     val: Bucketed
+
+
+def pending_requests(ledger: Ledger, run_id: str, after_id: int = 0) -> list[ControlRequest]:
+    """The run's control requests not yet done, with ids above `after_id`, oldest first. The run's writer
+    asks this on its own connection every flush; viewers ask `LedgerReader.pending_requests`."""
+    table = ledger.tables.request
+    Request = table.model
+    query = Request.select().where((Request.run == run_id) & Request.done_at.is_null() & (Request.id > after_id))
+    return [table.record_of(row) for row in query.order_by(Request.id).dicts()]
 
 
 class LedgerReader:
@@ -86,10 +95,14 @@ class LedgerReader:
 
     @_damage_is_a_ledger_error
     def run(self, ref: str) -> RunInfo:
-        """A run by id, unique id prefix, name, or `latest`."""
+        """A run by id, unique id prefix, name, or `latest`: the run a process took up last (started or
+        resumed; queued and cancelled runs never ran)."""
         Run = self.tables.run.model
         if ref == "latest":
-            row = Run.select().order_by(Run.started_at.desc()).limit(1).dicts().first()
+            never_ran = (RunStatus.QUEUED.value, RunStatus.CANCELLED.value)
+            opened = fn.COALESCE(Run.opened_at, Run.started_at)
+            query = Run.select().where(Run.status.not_in(never_ran)).order_by(opened.desc(), Run.started_at.desc())
+            row = query.limit(1).dicts().first()
             if row is None:
                 raise RunNotFound(f"{self.path}: the ledger has no runs yet")
             return self.tables.run.record_of(row)
@@ -166,6 +179,16 @@ class LedgerReader:
         full_row = full.limit(1).dicts().first()
         records = self.tables.event.record_of
         return (None if last is None else records(last)), (None if full_row is None else records(full_row))
+
+    @_damage_is_a_ledger_error
+    def pending_requests(self, run_id: str) -> list[ControlRequest]:
+        """The run's control requests it has not acted on yet, oldest first."""
+        return pending_requests(self.ledger, run_id)
+
+    @_damage_is_a_ledger_error
+    def request_done(self, request_id: int) -> bool:
+        Request = self.tables.request.model
+        return Request.select().where((Request.id == request_id) & Request.done_at.is_null(False)).exists()
 
     @_damage_is_a_ledger_error
     def loss_history(self, run_id: str, points: int, before_id: int) -> LossHistory:

@@ -38,15 +38,25 @@ class Kind(str, Enum):
 
 
 class RunStatus(str, Enum):
+    QUEUED = "queued"  # submitted to the daemon, not started yet
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
     STOPPED = "stopped"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # taken off the queue before it started
 
     @property
     def is_live(self) -> bool:
         return self in (RunStatus.RUNNING, RunStatus.PAUSED)
+
+
+class Action(str, Enum):
+    """What a control request asks of a run."""
+
+    PAUSE = "pause"
+    UNPAUSE = "unpause"
+    STOP = "stop"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,10 +143,24 @@ class RunInfo:
     # The process writing the run, so a viewer on the same host knows at once when it died.
     host: str | None = None
     pid: int | None = None
+    # When a process last took the run up (started or resumed it): a viewer following the newest run follows this.
+    opened_at: float | None = None
+    # Ended by a signal (the daemon stopping, a hangup), not by a request: the daemon resumes it when it starts again.
+    interrupted: bool = False
+    # The daemon's queue: what launches the run, its place in the queue, and the working directory and
+    # environment it was submitted from (only the variables that matter: CUDA_*, HF_*, PYTORCH_*).
+    launcher: str | None = None
+    queue_position: float | None = None
+    workdir: str | None = None
+    env: dict[str, str] = field(default_factory=dict, metadata=stored(JSON))
     # What a run does before its first step (loading the model, tokenizing...), for a viewer in another process:
     # {"name": ..., "done": rows so far, "total": rows or None, "since": when it began}; None once training.
     phase: dict[str, Any] | None = field(default=None, metadata=stored(JSON))
     trained_from: float | None = None  # when training began: started_at to here was loading
+
+    @property
+    def opened(self) -> float:
+        return self.opened_at if self.opened_at is not None else self.started_at
 
     def is_stale(self, now: float, after_s: float) -> bool:
         """A live run whose process is gone: its writer has not beaten for `after_s` seconds, or it ran
@@ -155,3 +179,16 @@ class RunInfo:
         except PermissionError:  # alive, under another user
             return False
         return False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlRequest:
+    """A request to pause, unpause or stop a run, made from any terminal through the ledger; the run acts
+    on it at its next step end and marks it done."""
+
+    id: int | None = field(default=None, metadata=stored(KEY))
+    run_id: str = field(metadata=stored(RUN))
+    action: Action
+    requested_at: float
+    requested_by: str
+    done_at: float | None = None

@@ -31,7 +31,7 @@ from peewee import (
     TextField,
 )
 
-from .records import ProbeResult, RunInfo, StepEvent
+from .records import ControlRequest, ProbeResult, RunInfo, StepEvent
 
 # 3: probe_accuracy and probe_token_accuracy (were heldout_*), run.host and run.pid (were in the config).
 # A new nullable field needs no new version: `db.open_ledger` adds the missing columns of any ledger.
@@ -51,6 +51,7 @@ class Column:
     keeps_nan: bool
     index: bool
     default: Any
+    factory: Callable[[], Any] | None  # the dataclass's default_factory: what an absent value reads back as
 
     def to_db(self, value: Any, text_id: TextId | None) -> dict[str, Any]:
         """The row's columns for this field's value."""
@@ -58,7 +59,7 @@ class Column:
             assert text_id is not None, "a record with text fields needs the ids of its texts"
             return {self.name: None if value is None else text_id(value)}
         if self.how == "json":
-            return {self.name: None if value is None else json.dumps(value, sort_keys=True, default=str)}
+            return {self.name: json.dumps(value, sort_keys=True, default=str)}
         if isinstance(value, Enum):
             return {self.name: value.value}
         if self.kind is float and value is not None and not math.isfinite(value):
@@ -72,7 +73,9 @@ class Column:
         if value is None:
             if self.keeps_nan and row.get(f"{self.name}_nonfinite"):
                 return math.nan
-            return None
+            if self.factory is not None:
+                return self.factory()
+            return self.default
         if self.how == "json":
             return json.loads(value)
         if issubclass(self.kind, Enum) or self.kind is bool:
@@ -136,11 +139,12 @@ class Tables:
     run: Table
     event: Table
     probe: Table
+    request: Table
     text: Any  # the `text` table's Model class
 
     @property
     def models(self) -> list[type[Model]]:
-        return [self.run.model, self.text, self.event.model, self.probe.model]
+        return [self.run.model, self.text, self.event.model, self.probe.model, self.request.model]
 
 
 def record_columns(record: type) -> tuple[Column, ...]:
@@ -156,8 +160,7 @@ def record_columns(record: type) -> tuple[Column, ...]:
         nullable = isinstance(hints[spec.name], types.UnionType) and type(None) in typing.get_args(hints[spec.name])
         name = spec.metadata.get("column", "run" if how == "run" else spec.name)
         default = None if spec.default is dataclasses.MISSING else spec.default
-        if spec.default_factory is not dataclasses.MISSING:
-            default = spec.default_factory()
+        factory = None if spec.default_factory is dataclasses.MISSING else spec.default_factory
         columns.append(
             Column(
                 spec.name,
@@ -168,6 +171,7 @@ def record_columns(record: type) -> tuple[Column, ...]:
                 bool(spec.metadata.get("nan")),
                 bool(spec.metadata.get("index")),
                 default,
+                factory,
             )
         )
     return tuple(columns)
@@ -210,7 +214,8 @@ def bind_tables(db: Database) -> Tables:
         },
         indexes=((("run", "step"), False), (("run", "probe_id"), False)),
     )
-    return Tables(run=run, event=event, probe=probe, text=Text)
+    request = _table("Request", ControlRequest, Base, Text, run.model, indexes=((("run", "done_at"), False),))
+    return Tables(run=run, event=event, probe=probe, request=request, text=Text)
 
 
 def _table(
@@ -226,29 +231,28 @@ def _table(
     columns = record_columns(record)
     attrs: dict[str, Any] = {"__doc__": record.__doc__}
     for column in columns:
-        attrs.update(_fields(column, texts, run))
+        attrs.update(_fields(column, texts, run, backref=f"{name.lower()}s"))
     attrs.update(extra or {})
     attrs["Meta"] = type("Meta", (), {"indexes": indexes})
     return Table(record, columns, type(name, (base,), attrs))
 
 
-def _fields(column: Column, texts: Any, run: Any) -> dict[str, Field]:
+def _fields(column: Column, texts: Any, run: Any, *, backref: str) -> dict[str, Field]:
     null = column.nullable
     if column.how == "key":
         return {column.name: CharField(primary_key=True) if column.kind is str else AutoField()}
     if column.how == "run":
-        return {column.name: ForeignKeyField(run, backref="events", on_delete="CASCADE")}
+        return {column.name: ForeignKeyField(run, backref=backref, on_delete="CASCADE")}
     if column.how == "text":
         return {column.name: ForeignKeyField(texts, null=null)}
     if column.how == "json":
-        # Nullable in SQL even with a default: SQLite adds such a column in place, where a NOT NULL one would
-        # rebuild the table (and cascade-delete the probes of its events). Old rows get the default.
-        default = None if column.default is None else json.dumps(column.default)
-        return {column.name: TextField(null=True, default=default)}
+        return {column.name: TextField(null=True) if column.factory is not None or column.nullable else TextField()}
     fields: dict[str, Field] = {}
     if column.keeps_nan:
         fields[f"{column.name}_nonfinite"] = BooleanField(default=False)
-    options: dict[str, Any] = {"null": null, "index": column.index}
+    # A field with a default is a nullable column (NULL reads back as the default): a later field can then be
+    # added to an existing ledger with a plain ALTER TABLE, never a table rebuild.
+    options: dict[str, Any] = {"null": null or column.default is not None, "index": column.index}
     if column.default is not None:
         options["default"] = column.default
     kind = column.kind

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import LedgerNotReady, RunNotFound
 from .reader import LedgerReader, LossHistory
-from .records import RunInfo, StepEvent
+from .records import ControlRequest, RunInfo, StepEvent
 
 CHUNK = 2000
 WAITING = "waiting"
@@ -43,6 +43,8 @@ class Poll:
     opening: Opening | None = None
     # Following the newest run: the run shown before this poll found a newer one (None otherwise).
     switched_from: RunInfo | None = None
+    # Control requests the run has not acted on yet (a pause asked from another terminal...).
+    pending: list[ControlRequest] = field(default_factory=list)
 
     @property
     def ended(self) -> bool:
@@ -108,7 +110,8 @@ class Tail:
             event = events[index]
             if event.is_full and event.id is not None:
                 events[index] = replace(event, probes=reader.probes(event.id))
-        return Poll(run, reader.run_status(run, self._clock()), events, more, opening, switched_from)
+        pending = reader.pending_requests(run.id) if run.status.is_live else []
+        return Poll(run, reader.run_status(run, self._clock()), events, more, opening, switched_from, pending)
 
     def close(self) -> None:
         if self._reader is not None:

@@ -14,7 +14,8 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from peewee import DatabaseError, OperationalError
 
 from .db import Ledger
 from .errors import LedgerError
-from .records import RunInfo, RunStatus, StepEvent
+from .reader import pending_requests
+from .records import ControlRequest, RunInfo, RunStatus, StepEvent
 from .texts import TextInterner, storable
 
 log = logging.getLogger("twotier.ledger")
@@ -40,6 +42,8 @@ class _StatusChange:
     status: RunStatus
     error: str | None = None
     final: bool = False
+    done: tuple[int, ...] = ()  # control requests this change carries out
+    interrupted: bool = False  # a final stop that a signal caused, not a request
 
 
 @dataclass(frozen=True)
@@ -66,25 +70,32 @@ def create_run(ledger: Ledger, run: RunInfo) -> None:
 
 
 def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
-    """Mark a run running again from `from_step`, written by this process; its later events are superseded
-    (kept, not deleted). Returns how many events were superseded: the resumed run logs those steps again.
+    """Mark a run running (again) from `from_step`, written by this process: a stopped or crashed run
+    resumed (its later events are superseded, kept but not read), or a queued one started (step 0).
+    Returns how many events were superseded: the resumed run logs those steps again.
     """
     Event, Run = ledger.tables.event.model, ledger.tables.run.model
     try:
         with ledger.db.atomic():
+            queued = Run.select(Run.status).where(Run.id == run_id).scalar() == RunStatus.QUEUED.value
             superseded = (
                 Event.update(superseded=True)
                 .where((Event.run == run_id) & (Event.step > from_step) & ~Event.superseded)
                 .execute()
             )
+            now = time.time()
             Run.update(
                 status=RunStatus.RUNNING.value,
                 ended_at=None,
                 error=None,
-                heartbeat_at=time.time(),
+                heartbeat_at=now,
+                opened_at=now,
                 last_step=from_step,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                interrupted=False,
+                queue_position=None,
+                **({"started_at": now} if queued else {}),  # a queued run starts now; it was submitted earlier
             ).where(Run.id == run_id).execute()
     except OperationalError as err:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
@@ -94,10 +105,20 @@ def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
 class LedgerWriter:
     """Owns the write side of one run. `submit` is all the training thread ever calls."""
 
-    def __init__(self, ledger: Ledger, run_id: str, *, flush_interval: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        run_id: str,
+        *,
+        flush_interval: float = FLUSH_INTERVAL_S,
+        on_request: Callable[[ControlRequest], None] | None = None,
+    ) -> None:
+        """`on_request` is handed each new control request for the run (from this writer's thread)."""
         self._ledger = ledger
         self._run_id = run_id
         self._flush_interval = flush_interval
+        self._on_request = on_request
+        self._last_request = 0
         self._queue: queue.SimpleQueue[StepEvent | _StatusChange | _PhaseChange] = queue.SimpleQueue()
         self._texts = TextInterner(ledger.tables.text)
         self._thread = threading.Thread(target=self._loop, name="twotier-ledger", daemon=True)
@@ -111,8 +132,9 @@ class LedgerWriter:
         """Queue one event; returns at once (a queue put, no I/O)."""
         self._queue.put(event)
 
-    def set_status(self, status: RunStatus) -> None:
-        self._queue.put(_StatusChange(status))
+    def set_status(self, status: RunStatus, done: tuple[int, ...] = ()) -> None:
+        """Record the run's status, and that the control requests `done` are carried out."""
+        self._queue.put(_StatusChange(status, done=done))
 
     def set_phase(self, phase: dict[str, Any] | None) -> None:
         """What the run does before training (see `RunInfo.phase`); a later phase replaces an earlier one."""
@@ -127,9 +149,18 @@ class LedgerWriter:
         """Why the writer stopped for good (a full disk, a damaged file), or None while it writes."""
         return self._failure
 
-    def close(self, status: RunStatus, error: str | None = None, timeout: float | None = 60.0) -> None:
-        """Write everything queued, then the final status, and stop the thread."""
-        self._queue.put(_StatusChange(status, error, final=True))
+    def close(
+        self,
+        status: RunStatus,
+        error: str | None = None,
+        timeout: float | None = 60.0,
+        *,
+        done: tuple[int, ...] = (),
+        interrupted: bool = False,
+    ) -> None:
+        """Write everything queued, then the final status (carrying out the requests `done`; `interrupted`: a
+        signal ended the run, so a daemon may take it up again), and stop the thread."""
+        self._queue.put(_StatusChange(status, error, final=True, done=done, interrupted=interrupted))
         self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -154,6 +185,7 @@ class LedgerWriter:
             if not backlog:
                 self._closing.wait(self._flush_interval)
             backlog = self._drain(pending)
+            self._poll_requests()
             now = time.time()
             if (
                 not pending.events
@@ -185,6 +217,18 @@ class LedgerWriter:
             pending = _Pending()
             if done:
                 return
+
+    def _poll_requests(self) -> None:
+        """Hand the run the control requests made since the last poll; a locked or busy ledger waits a poll."""
+        if self._on_request is None or self._closing.is_set():
+            return
+        try:
+            requests = pending_requests(self._ledger, self._run_id, self._last_request)
+        except DatabaseError:
+            return
+        for request in requests:
+            self._last_request = max(self._last_request, request.id or 0)
+            self._on_request(request)
 
     def _note_lock(self, err: OperationalError, waiting: int) -> None:
         if self._locked_since is None:
@@ -241,7 +285,8 @@ class LedgerWriter:
             except queue.Empty:
                 return False
             if isinstance(message, _StatusChange):
-                pending.status = message
+                carried = pending.status.done if pending.status is not None else ()
+                pending.status = replace(message, done=carried + message.done)
             elif isinstance(message, _PhaseChange):
                 # A later phase replaces an earlier one, but never drops when training began.
                 began = message.trained_from or (pending.phase.trained_from if pending.phase else None)
@@ -270,6 +315,10 @@ class LedgerWriter:
                     update[Run.ended_at] = now
                     update[Run.error] = pending.status.error
                     update[Run.phase] = None  # a run that ended while loading does no more of it
+                    update[Run.interrupted] = pending.status.interrupted
+                if pending.status.done:
+                    Request = self._ledger.tables.request.model
+                    Request.update(done_at=now).where(Request.id.in_(pending.status.done)).execute()
             Run.update(update).where(Run.id == self._run_id).execute()
 
     def _insert_events(self, events: list[StepEvent]) -> None:

@@ -164,6 +164,53 @@ def start_headless(tmp_path: Path, *args: str, config: dict[str, Any] | None = N
     pytest.fail(f"the run printed no event: {child.communicate()[1]}")
 
 
+def twotier(folder: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`twotier ARGS` (the query, queue and steering commands) run as a user runs it, from `folder`."""
+    return subprocess.run(
+        [str(TUI.with_name("twotier")), *args],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+
+
+def start_daemon(folder: Path, *args: str) -> subprocess.Popen[str]:
+    """`twotier daemon` on `folder`/runs/ledger.db, its log lines on a pipe; returns once it serves."""
+    daemon = subprocess.Popen(
+        [str(TUI.with_name("twotier")), "daemon", "--ledger", str(folder / "runs" / "ledger.db"), *args],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
+    assert daemon.stdout is not None
+    first = daemon.stdout.readline()
+    assert "serving" in first, first + daemon.stdout.read()
+    return daemon
+
+
+def run_status(ledger: Path, run_id: str) -> str:
+    """The run's status as viewers show it (`stale` included); `missing` before it is recorded."""
+    try:
+        with LedgerReader(ledger) as reader:
+            return reader.run_status(reader.run(run_id))
+    except LedgerError:
+        return "missing"
+
+
+def wait_for_status(ledger: Path, run_id: str, *statuses: str, timeout: float = WAIT_S) -> str:
+    return str(
+        wait_for(
+            lambda: (status := run_status(ledger, run_id)) in statuses and status,
+            f"run {run_id} to be {' or '.join(statuses)}",
+            timeout,
+        )
+    )
+
+
 def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> object:
     """The condition's first truthy value, polled every half second; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -57,7 +57,16 @@ async def test_example_pane_ends_with_the_newest_event(short_run):
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)
         text = pane_text(app)
-    assert text.rindex("FULL EVAL - Step 40") > text.rindex("FAST LOG - Step 35") > text.rindex("FULL EVAL - Step 20")
+    assert text.rindex("FULL EVAL - Step 40") > text.rindex("FAST LOG - Step 35") > text.rindex("FAST LOG - Step 30")
+
+
+async def test_a_burst_draws_its_newest_events_as_blocks_and_the_rest_a_line_each(short_run):
+    app = make_app(attach=short_run.ledger)  # the whole run arrives in one read: a burst of 8 events
+    async with app.run_test(size=SIZE) as pilot:
+        await caught_up(pilot)
+        text = pane_text(app)
+    assert "FAST LOG - Step 25" not in text and "FULL EVAL - Step 20" not in text
+    assert text.index("📍 5 ") < text.index("🔍 20 ") < text.index("📍 25 ") < text.index("FAST LOG - Step 30")
 
 
 async def test_a_read_that_ends_exactly_at_a_chunk_boundary_still_catches_up(short_run):
@@ -165,7 +174,7 @@ async def test_scrolling_up_stops_following_and_end_resumes_it(short_run):
         assert pane.following
 
 
-async def test_pause_and_stop_keys_are_hidden_when_attached(short_run):
+async def test_pause_and_stop_keys_are_hidden_for_a_run_that_ended(short_run):
     app = make_app(attach=short_run.ledger)
     async with app.run_test(size=SIZE) as pilot:
         await caught_up(pilot)

@@ -36,6 +36,19 @@ OVERRIDES: dict[str, tuple[type, str]] = {
 }
 
 
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that override config.json, by config key."""
+    for key, (kind, help_text) in OVERRIDES.items():
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
+    parser.add_argument(
+        "--chat-template",
+        nargs="?",
+        const=True,
+        metavar="TEMPLATE",
+        help="apply a chat template: the tokenizer's own (no value), a .jinja file or a template",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twotier-tui",
@@ -59,15 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped or crashed run (id, prefix, name or 'latest') from its last "
         "complete checkpoint, with its recorded config; flags given override it",
     )
-    for key, (kind, help_text) in OVERRIDES.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
-    parser.add_argument(
-        "--chat-template",
-        nargs="?",
-        const=True,
-        metavar="TEMPLATE",
-        help="apply a chat template: the tokenizer's own (no value), a .jinja file or a template",
-    )
+    add_config_flags(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
     ci = parser.add_argument_group(
         "CI verdict (with --headless)",
@@ -101,9 +106,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    path = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    overrides = {key: getattr(args, key) for key in (*OVERRIDES, "chat_template")}
+def config_from_args(args: argparse.Namespace, path: Path | None = None) -> Config:
+    """config.json (or `path`, or --config) with the flags given applied, validated."""
+    path = path or args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    overrides = {key: getattr(args, key, None) for key in (*OVERRIDES, "chat_template")}
     return load_config(path, overrides)
 
 

@@ -117,11 +117,6 @@ def show_prompt(text: str, limit: int | None = TEXT_LIMIT) -> str:
     return "..." + printable(tail)
 
 
-def prompt_cell(text: str, limit: int = PROMPT_CELL) -> str:
-    """A prompt on one line of a table: its end (see `show_prompt`), line breaks shown as ⏎."""
-    return show_prompt(text, limit).replace("\n", "⏎")
-
-
 def fmt_metric(value: float) -> str:
     """A number the trainer logged: whole numbers as such (num_tokens), others to four significant digits."""
     if math.isfinite(value) and value == int(value) and abs(value) >= 1:
@@ -177,6 +172,36 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
         line(f"🧾 logged: {metrics_line(event.metrics)}", "dim")
     text.append(rule, style="dim")
     return text
+
+
+def event_line(event: StepEvent, width: int) -> Text:
+    """One event in a line or two, for a small terminal or a burst of events: the step, the prompt's end,
+    the golden, the verdict and the losses that matter; data text on one line, cut to fit `width`."""
+    kind = "🔍" if event.is_full else "📍"
+    tail = f"  loss {fmt_loss(event.loss)}"
+    if event.is_full and event.model_output is not None:
+        tail = f"  {fmt_match(event.match)} {one_line(event.model_output, 12)}{tail}"
+    room = max(8, width - len(tail) - len(str(event.step)) - 9)
+    golden = one_line(event.golden, max(4, room // 3))
+    prompt = one_line(event.prompt, max(4, room - len(golden)), from_left=True)
+    text = Text(f"{kind} {event.step}  ", style=TITLE_STYLE[event.is_full])
+    text.append(prompt)
+    text.append(" → ", style="dim")
+    text.append(golden, style="bold")
+    text.append(tail)
+    if event.is_full:
+        text.append(f"\n   val {fmt_loss(event.val_loss)} · gap {fmt_gap(event.gap)} {gap_mark(event.gap_ok)}"
+                    f" · probes {fmt_fraction(event.probe_accuracy)}", style="dim")  # fmt: skip
+    return text
+
+
+def one_line(text: str, limit: int, *, from_left: bool = False) -> str:
+    """Data text on one line, at most `limit` characters: cut at its end, or (`from_left`) at its start, which
+    keeps the end of a long templated prompt, where the question is."""
+    flat = printable(text).replace("\n", "⏎")
+    if len(flat) <= limit:
+        return flat
+    return "…" + flat[-(limit - 1) :] if from_left else flat[: limit - 1] + "…"
 
 
 def stats_line(event: StepEvent) -> str:
@@ -262,7 +287,7 @@ def probe_set(probes: tuple[ProbeResult, ...], previous: tuple[ProbeResult, ...]
         text.append(flip, style="bold yellow" if flip.strip() else "")
         text.append(fmt_match(probe.match) + " ")
         text.append(f"#{probe.probe_id:<3} ", style="dim")
-        text.append(prompt_cell(probe.prompt))
+        text.append(one_line(probe.prompt, PROMPT_CELL, from_left=True))
         text.append(" → ", style="dim")
         text.append(printable(probe.model_output))
         if not probe.match:

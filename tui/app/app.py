@@ -25,6 +25,8 @@ from textual.widgets import DataTable, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ...store import LedgerReader, RunStatus, TwoTierError
+from ...store.control import request_control
+from ...store.records import Action
 from ...store.tail import CHUNK, Poll, Tail
 from ..text import printable
 from .widgets.confirm import Confirm
@@ -176,7 +178,10 @@ class TwoTierApp(App[int]):
             self.run_id = poll.run.id
             if header.note == STARTING:
                 header.set_note(None)
-        header.set_run(poll.run, poll.status)
+        steerable = self.steerable
+        header.set_run(poll.run, poll.status, poll.pending)
+        if self.steerable != steerable:
+            self.refresh_bindings()  # p and x come and go with a live run (redrawing the footer is not free)
         self._read += len(poll.events)
         header.set_reading(self._read if poll.more else None)
         if poll.opening is not None:
@@ -238,32 +243,49 @@ class TwoTierApp(App[int]):
         ended = self.engine.ended if self.engine is not None else None
         return ended.exit_code if ended is not None else 0
 
+    @property
+    def steerable(self) -> bool:
+        """The shown run can be paused and stopped: it is live (its process is there), or it trains here."""
+        header = self.query_one(RunHeader)
+        if header.run is not None and header.run.status.is_live and header.status != "stale":
+            return True
+        return self.engine is not None and self.engine.ended is None and header.run is None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("pause", "stop"):
-            if self.engine is None:
-                return False  # attached: this process does not own the run
-            return True if self.engine.ended is None else None
+            return self.steerable  # hidden, not just greyed, while there is nothing to steer
         return True
 
     def action_pause(self) -> None:
-        if self.engine is None:
-            return
-        if self.engine.paused:
-            self.engine.unpause()
-            self.notify("unpausing")
-        else:
-            self.engine.pause()
-            self.notify("pausing after the current step")
+        run = self.query_one(RunHeader).run
+        if run is not None and run.status.is_live:
+            self._steer(Action.UNPAUSE if run.status is RunStatus.PAUSED else Action.PAUSE)
 
     def action_stop(self) -> None:
-        if self.engine is not None and self.engine.ended is None:
+        if self.steerable:
             question = "Stop the run? It finishes the current step, writes a checkpoint and flushes the ledger."
             self.push_screen(Confirm(question), self._stop_confirmed)
 
     def _stop_confirmed(self, yes: bool | None) -> None:
-        if yes and self.engine is not None:
-            self.engine.stop()
-            self.query_one(RunHeader).set_note("stopping: finishing the step, writing a checkpoint…")
+        if not yes:
+            return
+        if self.query_one(RunHeader).run is None and self.engine is not None:
+            self.engine.stop()  # still loading: nothing in the ledger to ask yet
+        else:
+            self._steer(Action.STOP)
+
+    def _steer(self, action: Action) -> None:
+        """Ask the run through the ledger, the one way a run is steered from anywhere (the run trained here too);
+        the header shows the request as pending until the run has acted on it."""
+        run_id = self.run_id
+        if run_id is None:
+            return
+
+        def ask() -> None:
+            request_control(self.ledger, run_id, action)
+
+        self.run_worker(ask, thread=True, exit_on_error=False, group="steer")
+        self.notify(f"{action.value} requested: the run acts at its next step end")
 
     def action_follow(self) -> None:
         pane = self.query_one(ExamplePane)

@@ -26,9 +26,21 @@ from ...store.export import (
     write_parquet,
     write_records,
 )
-from ..render import EVAL_COLUMNS, fmt_clock, fmt_duration, fmt_fraction, fmt_loss, fmt_metric, fmt_steps, prompt_cell
+from ..cli import add_config_flags
+from ..render import (
+    EVAL_COLUMNS,
+    PROMPT_CELL,
+    fmt_clock,
+    fmt_duration,
+    fmt_fraction,
+    fmt_loss,
+    fmt_metric,
+    fmt_steps,
+    one_line,
+)
 from ..text import clip, printable
 from .plot import plot_curves
+from .steer import add_commands
 
 Command = Callable[[LedgerReader, argparse.Namespace, TextIO], int]
 BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -40,8 +52,10 @@ COMPARED = ("val", "probes", "gap", "train")  # the full-eval columns `compare` 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="twotier", description="Look into a twotier run ledger after the run.")
-    groups = parser.add_subparsers(dest="group", required=True, metavar="ledger")
+    parser = argparse.ArgumentParser(
+        prog="twotier", description="Look into a twotier run ledger, and queue and steer runs through it."
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
     ledger = groups.add_parser(
         "ledger", help="query the run ledger", description="Read-only questions to a twotier ledger (SQLite)."
     )
@@ -59,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, parents=[common], help=summary, description=description)
         sub.set_defaults(handler=handler)
         return sub
+
+    add_commands(groups, common, add_config_flags)
 
     runs = add(
         "runs",
@@ -134,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.group != "ledger":
+            return int(args.handler(args, sys.stdout))
         with LedgerReader(args.ledger) as reader:
             return args.handler(reader, args, sys.stdout)
     except TwoTierError as err:
@@ -339,7 +357,14 @@ def _probe_table(changes: list[query.ProbeChange]) -> list[str]:
     if not changes:
         return ["(none)"]
     rows = [
-        [f"#{c.probe_id}", str(c.step), prompt_cell(c.prompt), cell(c.golden), cell(c.model_output)] for c in changes
+        [
+            f"#{c.probe_id}",
+            str(c.step),
+            one_line(c.prompt, PROMPT_CELL, from_left=True),
+            cell(c.golden),
+            cell(c.model_output),
+        ]
+        for c in changes
     ]
     return table(["probe", "step", "prompt", "golden", "model output"], rows)
 

@@ -13,6 +13,7 @@ from textual.widgets import DataTable
 
 from ....store import StepEvent
 from ...render import EVAL_COLUMNS
+from .in_place import ScrollsInPlace
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def eval_cells(event: StepEvent) -> list[Cell]:
     return [Cell(column.text(event), column.value(event)) for column in EVAL_COLUMNS]
 
 
-class EvalTable(DataTable):
+class EvalTable(ScrollsInPlace, DataTable):
     """In step order, newest last, by default; `s` sorts by the next column, `o` flips the order.
 
     In the default order a new eval is appended, so the cost of an update does not grow with the
@@ -44,6 +45,7 @@ class EvalTable(DataTable):
     EvalTable {
         border-top: solid $accent;
         border-title-align: left;
+        overflow-y: scroll;
     }
     """
 
@@ -63,6 +65,7 @@ class EvalTable(DataTable):
         for column in EVAL_COLUMNS:
             self.add_column(column.header, key=column.key)
         self._show_sort()
+        self.set_class(self.row_count == 0, "-empty")
 
     @property
     def in_arrival_order(self) -> bool:
@@ -79,6 +82,7 @@ class EvalTable(DataTable):
             added = True
         if not added:
             return
+        self.remove_class("-empty")
         if not self.in_arrival_order:
             self._sort()
         elif was_at_newest:
@@ -87,6 +91,7 @@ class EvalTable(DataTable):
     def reset(self) -> None:
         self.clear()
         self._by_step.clear()
+        self.add_class("-empty")  # early in a run: app.tcss gives its room to the example pane
 
     def previous_of(self, event_id: int) -> int | None:
         """The id of the full eval just before `event_id` in step order, or None for the first."""

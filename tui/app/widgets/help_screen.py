@@ -13,8 +13,9 @@ HELP = """\
 twotier: a fast log every log_steps, a full eval every eval_steps, all kept in the ledger.
 
 Keys
-  p        pause / resume the run that trains in this process
-  x        stop that run (asks first): checkpoint, flush the ledger, mark it stopped
+  p        pause / unpause the run shown, wherever it trains (here, headless, under the daemon)
+  x        stop it (asks first): the step ends, a checkpoint is written, the ledger flushed
+           (both are requests through the ledger: the header shows one as pending until the run acts)
   f        follow new events on / off (scrolling up also stops following; End resumes)
   r        switch run: every run in the ledger, finished ones included
   Tab      move between the example pane and the full-eval table
@@ -23,8 +24,11 @@ Keys
   ?        this help          q   quit (asks to stop a run that trains here)
 
 Status
-  running, paused, finished, stopped, failed; stale means the writer's heartbeat stopped
-  (its process died without closing the run).
+  queued, running, paused, finished, stopped, failed, cancelled; stale means the writer's heartbeat
+  stopped (its process died without closing the run).
+
+Small terminals
+  Below about 12 rows for the examples, each event takes a line or two (step, prompt, golden, loss).
 
 Full evals
   gap = val loss - mean train loss since the previous eval; ✅ within gap_threshold, ⚠️ above.

@@ -132,7 +132,8 @@ class LossChart(Vertical):
         val_label.append(fmt_loss(full.val_loss if full else None))
         if full is not None:
             val_label.append(f" {gap_mark(full.gap_ok)}")
-        self.query_one("#train-label", Static).update(train_label)
-        self.query_one("#val-label", Static).update(val_label)
+        # The labels have a fixed size: a new value needs no new layout.
+        self.query_one("#train-label", Static).update(train_label, layout=False)
+        self.query_one("#val-label", Static).update(val_label, layout=False)
         self.query_one("#train-spark", Sparkline).data = self.train.values()
         self.query_one("#val-spark", Sparkline).data = self.val.values()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
 
 from ....store import RunInfo, StepEvent
+from ....store.records import ControlRequest
 from ...render import fmt_duration, fmt_elapsed, fmt_phase, fmt_steps, fmt_tokens_per_s
 from ...text import printable
 
@@ -54,6 +55,8 @@ class RunHeader(Static):
         self.note: str | None = None
         self.reading: int | None = None
         self.latest: StepEvent | None = None
+        self.pending: list[ControlRequest] = []
+        self._lines = -1
         self._recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)
 
     def on_mount(self) -> None:
@@ -63,12 +66,12 @@ class RunHeader(Static):
 
     def reset(self) -> None:
         """Forget the run shown (the note stays: it is about the app, not the run)."""
-        self.run, self.status, self.latest, self.reading = None, "waiting", None, None
+        self.run, self.status, self.latest, self.reading, self.pending = None, "waiting", None, None, []
         self._recent.clear()
         self.show()
 
-    def set_run(self, run: RunInfo | None, status: str) -> None:
-        self.run, self.status = run, status
+    def set_run(self, run: RunInfo | None, status: str, pending: Sequence[ControlRequest] = ()) -> None:
+        self.run, self.status, self.pending = run, status, list(pending)
         self.show()
 
     def set_note(self, note: str | None) -> None:
@@ -99,7 +102,11 @@ class RunHeader(Static):
         return None
 
     def show(self) -> None:
-        self.update(self.render_text())
+        """Redraw; a new layout only when the header gains or loses a line (a note, an error), not at every poll."""
+        text = self.render_text()
+        lines = text.plain.count("\n")
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
 
     def render_text(self) -> Text:
         run, event = self.run, self.latest
@@ -124,10 +131,24 @@ class RunHeader(Static):
         text.append("\n" + "  ·  ".join(self._rates(step, total)))
         error = run.error if run is not None and run.error else None
         reading = f"reading the run from the ledger: {self.reading:,} events so far…" if self.reading else None
-        for line, line_style in ((reading, "italic"), (self.note, "italic"), (error, "bold red")):
+        pending = self._pending_text()
+        for line, line_style in (
+            (reading, "italic"),
+            (pending, "bold yellow"),
+            (self.note, "italic"),
+            (error, "bold red"),
+        ):
             if line:
                 text.append("\n" + printable(line), style=line_style)
         return text
+
+    def _pending_text(self) -> str | None:
+        """A request the run has not acted on yet: shown until the run confirms it at its next step end."""
+        if not self.pending:
+            return None
+        last = self.pending[-1]
+        waited = fmt_duration(self._clock() - last.requested_at)
+        return f"⏳ {last.action.value} requested by {last.requested_by} {waited} ago: pending until the step ends"
 
     def _rates(self, step: int, total: int | None) -> list[str]:
         rate = self.steps_per_s

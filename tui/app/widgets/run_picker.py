@@ -16,16 +16,18 @@ from textual.widgets import DataTable
 
 from ....store import LedgerReader
 from ....store.query import RunSummary, run_summaries
+from ....store.queue import queued
 from ...render import fmt_clock, fmt_loss, fmt_steps
 from ...text import printable
 
 
-def run_cells(summary: RunSummary, current: str | None) -> list[Text]:
+def run_cells(summary: RunSummary, current: str | None, position: int | None = None) -> list[Text]:
+    """A run's row; `position`: its place in the daemon's queue, for a queued run."""
     run = summary.run
     mark = "▶" if run.id == current else " "
     return [
         Text(mark),
-        Text(summary.status),
+        Text(summary.status if position is None else f"{summary.status} #{position}"),
         Text(fmt_clock(run.started_at)),
         Text(fmt_steps(run.last_step, run.max_steps), justify="right"),
         Text(fmt_loss(summary.final_val_loss), justify="right"),
@@ -55,6 +57,7 @@ class RunPicker(ModalScreen[str | None]):
     @dataclass
     class Loaded(Message):
         summaries: list[RunSummary]
+        positions: dict[str, int]
 
     def __init__(self, ledger: Path, current: str | None, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -74,13 +77,14 @@ class RunPicker(ModalScreen[str | None]):
 
     def _load(self) -> None:
         with LedgerReader(self.ledger) as reader:
-            self.post_message(self.Loaded(run_summaries(reader, now=self.clock())))
+            positions = {run.id: index for index, run in enumerate(queued(reader), start=1)}
+            self.post_message(self.Loaded(run_summaries(reader, now=self.clock()), positions))
 
     def on_run_picker_loaded(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
         table.loading = False
         for summary in message.summaries:
-            table.add_row(*run_cells(summary, self.current), key=summary.run.id)
+            table.add_row(*run_cells(summary, self.current, message.positions.get(summary.run.id)), key=summary.run.id)
         table.focus()
 
     def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
