@@ -117,15 +117,7 @@ def load_splits(
         train = tokenized
     else:
         train, held = _split(tokenized, config, source, tokenizer)
-    return Splits(
-        train.select_columns(["input_ids", "labels"]),
-        held,
-        config.dataset,
-        layout.format,
-        layout.trains_prompt,
-        RowReader(tokenizer, layout.wrapper),
-        fresh,
-    )
+    return _splits(train, held, config, layout, tokenizer, tokenized=fresh)
 
 
 prepare_data = load_splits
@@ -307,6 +299,19 @@ def _streamed(
     train = stream.map(encoder, batched=True, with_indices=True, batch_size=BATCH_ROWS, remove_columns=columns)
     if validation is None:
         train = train.skip(config.eval_samples)
+    return _splits(train, held, config, layout, tokenizer, tokenized=False, streaming=True)
+
+
+def _splits(
+    train: Any,
+    held: list[Example],
+    config: Config,
+    layout: Layout,
+    tokenizer: Any,
+    *,
+    tokenized: bool,
+    streaming: bool = False,
+) -> Splits:
     return Splits(
         train.select_columns(["input_ids", "labels"]),
         held,
@@ -314,8 +319,8 @@ def _streamed(
         layout.format,
         layout.trains_prompt,
         RowReader(tokenizer, layout.wrapper),
-        tokenized=False,
-        streaming=True,
+        tokenized,
+        streaming,
     )
 
 

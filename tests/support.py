@@ -686,3 +686,43 @@ def sft_trainer(model_dir: Path, out: Path, rows: Any, *, callbacks: Sequence[An
         callbacks=list(callbacks),
         **extra,
     )
+
+
+def tokenized_rows(tokenizer: Any, rows: Any) -> list[dict[str, list[int]]]:
+    """What a plain Trainer script feeds: the templated prompt masked, the answer and its end of turn trained."""
+    out = []
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        prompt_ids, full_ids = tokenizer(prompt)["input_ids"], tokenizer(full)["input_ids"]
+        out.append({"input_ids": full_ids, "labels": [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :]})
+    return out
+
+
+def plain_trainer(chat_model_dir: Path, tmp_path: Path, callbacks: list[Any], model: Any = None) -> Any:
+    """A plain transformers Trainer for 4 CPU steps on tokenized chat rows, with a tokenized eval_dataset."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from twotier.engine.data import collate
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    return Trainer(
+        model=model or AutoModelForCausalLM.from_pretrained(chat_model_dir),
+        args=args,
+        train_dataset=tokenized_rows(tokenizer, chat_data(64)),
+        eval_dataset=tokenized_rows(tokenizer, chat_data(8, seed=9)),
+        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )

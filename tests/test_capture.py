@@ -12,19 +12,16 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from support import chat_data, lora, score_alone, sft_trainer
+from support import chat_data, lora, plain_trainer, score_alone, sft_trainer
 from twotier.engine.capture import FUSED, LOGITS, Unavailable, document_ids, read_token_losses, split_row
-from twotier.engine.chat_demo import chat_rows
-from twotier.engine.data import IGNORE_INDEX, collate
+from twotier.engine.data import collate
 
 trl = pytest.importorskip("trl")
 peft = pytest.importorskip("peft")
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
-ROWS = chat_rows(40, seed=3)
 RELATIVE = 1e-4
 
 
@@ -44,33 +41,8 @@ def sft(model_dir: Path, out: Path, rows: Any, spy: Any, **settings: Any) -> Any
 
 
 def test_logits_path_per_example_loss_equals_example_scored_alone(chat_model_dir: Path, tmp_path: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
-    examples = []
-    for row in ROWS[:16]:
-        prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
-        answer = row["messages"][-1]["content"] + tokenizer.eos_token
-        prompt_ids, answer_ids = tokenizer(prompt)["input_ids"], tokenizer(answer)["input_ids"]
-        examples.append({"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids})
     spy = score_alone()
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        max_steps=3,
-        per_device_train_batch_size=4,
-        learning_rate=5e-3,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        disable_tqdm=True,
-        remove_unused_columns=False,
-    )
-    trainer = Trainer(
-        model=AutoModelForCausalLM.from_pretrained(chat_model_dir),
-        args=args,
-        train_dataset=examples,
-        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
-        callbacks=[spy],
-    )
-    trainer.train()
+    plain_trainer(chat_model_dir, tmp_path, [spy]).train()
     assert_all_match(spy, LOGITS)
 
 

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from support import chat_data, lora, score_alone, sft_trainer
+from support import chat_data, lora, plain_trainer, score_alone, sft_trainer
 from twotier.engine import TwoTier
-from twotier.engine.data import IGNORE_INDEX, collate
 from twotier.engine.errors import ConfigError
 from twotier.store import Kind, LedgerReader, RunStatus, StepEvent
 
@@ -72,41 +71,6 @@ def test_each_train_call_is_a_run_of_its_own(chat_model_dir, tmp_path):
     trainer.train()
     assert first != callback.run_id
     assert run_of(tmp_path, first).status is run_of(tmp_path, callback.run_id).status is RunStatus.FINISHED
-
-
-def tokenized_rows(tokenizer: Any, rows: Any) -> list[dict[str, list[int]]]:
-    """What a plain Trainer script feeds: the templated prompt masked, the answer and its end of turn trained."""
-    out = []
-    for row in rows:
-        prompt = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True, tokenize=False)
-        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
-        prompt_ids, full_ids = tokenizer(prompt)["input_ids"], tokenizer(full)["input_ids"]
-        out.append({"input_ids": full_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]})
-    return out
-
-
-def plain_trainer(chat_model_dir: Path, tmp_path: Path, callbacks: list[Any], model: Any = None) -> Trainer:
-    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        max_steps=4,
-        per_device_train_batch_size=4,
-        learning_rate=5e-3,
-        report_to="none",
-        use_cpu=True,
-        save_strategy="no",
-        disable_tqdm=True,
-        remove_unused_columns=False,
-    )
-    return Trainer(
-        model=model or AutoModelForCausalLM.from_pretrained(chat_model_dir),
-        args=args,
-        train_dataset=tokenized_rows(tokenizer, chat_data(64)),
-        eval_dataset=tokenized_rows(tokenizer, chat_data(8, seed=9)),
-        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
 
 
 @pytest.mark.parametrize("path", ["plain_logits", "fused_head", "packed"])
