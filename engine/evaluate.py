@@ -122,7 +122,7 @@ class Evaluator:
             )
             for index, ((prompt, golden), answer, loss) in enumerate(zip(self._probe_texts, answers[1:], probe_losses))
         )
-        accuracy = sum(p.match for p in probes) / len(probes) if probes else None
+        accuracy = sum(bool(p.match) for p in probes) / len(probes) if probes else None
         return EvalResult(answers[0], val_loss, probes, accuracy, token_accuracy, time.perf_counter() - started)
 
     def _score(self, model: torch.nn.Module) -> tuple[float, list[float], float | None]:

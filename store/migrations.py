@@ -37,6 +37,12 @@ def _probe_accuracy_and_process_columns(db: SqliteDatabase) -> None:
     )
 
 
+def _probes_without_golden(db: SqliteDatabase) -> None:
+    """4: a probe may have no golden (a prompt of your own, only answered), so no verdict either."""
+    migrator = SqliteMigrator(db)
+    migrate(migrator.drop_not_null("probe", "golden_id"), migrator.drop_not_null("probe", "match"))
+
+
 def add_missing_columns(db: SqliteDatabase, models: list[type[Model]]) -> None:
     """Add each column a model declares that its table lacks (new fields are nullable or have a default)."""
     db.create_tables(models, safe=True)
@@ -49,4 +55,7 @@ def add_missing_columns(db: SqliteDatabase, models: list[type[Model]]) -> None:
 
 
 # Version N is reached by applying MIGRATIONS[N] (when there is one) to a ledger of version N - 1.
-MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {3: _probe_accuracy_and_process_columns}
+MIGRATIONS: dict[int, Callable[[SqliteDatabase], None]] = {
+    3: _probe_accuracy_and_process_columns,
+    4: _probes_without_golden,
+}

@@ -89,6 +89,7 @@ class Curves:
     eval_steps: list[int]
     val_loss: list[float]
     probe_accuracy: list[float]
+    probe_score: list[float]
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class ProbeChange:
     probe_id: int
     step: int
     prompt: str
-    golden: str
+    golden: str | None
     model_output: str
 
 
@@ -150,7 +151,7 @@ def summarize(reader: LedgerReader, run: RunInfo, now: float | None = None) -> R
 
 def curves(reader: LedgerReader, run: RunInfo) -> Curves:
     """Not-finite losses are kept (as NaN) so that a plot shows where a run diverged."""
-    steps, train, eval_steps, val, accuracy = [], [], [], [], []
+    steps, train, eval_steps, val, accuracy, score = [], [], [], [], [], []
     for event in reader.iter_events(run.id):
         steps.append(event.step)
         train.append(_number(event.batch_loss))
@@ -158,7 +159,8 @@ def curves(reader: LedgerReader, run: RunInfo) -> Curves:
             eval_steps.append(event.step)
             val.append(_number(event.val_loss))
             accuracy.append(_number(event.probe_accuracy))
-    return Curves(run, steps, train, eval_steps, val, accuracy)
+            score.append(_number(event.probe_score))
+    return Curves(run, steps, train, eval_steps, val, accuracy, score)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
     for event in reader.full_evals(run_id):
         assert event.id is not None
         for probe in reader.probes(event.id):
+            if probe.match is None:
+                continue  # answered only: it has no verdict to flip
             change = ProbeChange(probe.probe_id, event.step, probe.prompt, probe.golden, probe.model_output)
             was = previous.get(probe.probe_id)
             if was is False and probe.match:

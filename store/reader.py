@@ -242,6 +242,19 @@ class LedgerReader:
         query = table.select(self.tables.text).where(table.model.event == event_id).order_by(table.model.probe_id)
         return tuple(table.record_of(row) for row in query.dicts())
 
+    @_damage_is_a_ledger_error
+    def probe_answers(self, run_id: str, probe_id: int) -> list[tuple[int, ProbeResult]]:
+        """One probe's answers at each full eval of the run, as (step, answer) in step order."""
+        table, Event = self.tables.probe, self.tables.event.model
+        Probe = table.model
+        query = (
+            table.select(self.tables.text)
+            .join_from(Probe, Event, on=(Probe.event == Event.id))
+            .where((Probe.run == run_id) & (Probe.probe_id == probe_id) & ~Event.superseded)
+            .order_by(Probe.step)
+        )
+        return [(row["step"], table.record_of(row)) for row in query.dicts()]
+
     def _with_probes(self, event: StepEvent) -> StepEvent:
         if not event.is_full or event.id is None:
             return event

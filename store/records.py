@@ -61,14 +61,16 @@ class Action(str, Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeResult:
-    """One probe example's answer at one full eval."""
+    """One probe's answer at one full eval. A probe without a golden (a prompt of your own, only answered)
+    has no golden, verdict, score or loss."""
 
     probe_id: int
     prompt: str = field(metadata=stored(TEXT))
-    golden: str = field(metadata=stored(TEXT))
+    golden: str | None = field(metadata=stored(TEXT))
     model_output: str = field(metadata=stored(TEXT, column="output"))
-    match: bool
+    match: bool | None
     loss: float | None
+    score: float | None = None  # chrF of the answer against the golden, 0 to 1 (engine/matching.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,11 +89,14 @@ class StepEvent:
     model_output: str | None = field(default=None, metadata=stored(TEXT, column="output"))
     output_tokens: int | None = None
     match: bool | None = None
+    match_rule: str | None = None  # the rule the verdicts of this full eval used (the run's `match`)
+    score: float | None = None  # chrF of the output against the golden, 0 to 1
     train_loss_mean: float | None = None
     val_loss: float | None = None
     gap: float | None = None
     gap_ok: bool | None = None
-    probe_accuracy: float | None = None
+    probe_accuracy: float | None = None  # MATCH rate over the probes with a golden
+    probe_score: float | None = None  # their mean chrF: it moves before the verdicts do
     probe_token_accuracy: float | None = None
     eval_seconds: float | None = None
     # A full eval that failed (say, out of memory in generation) keeps why; its results stay None.

@@ -34,8 +34,9 @@ from peewee import (
 from .records import ControlRequest, ProbeResult, RunInfo, StepEvent
 
 # 3: probe_accuracy and probe_token_accuracy (were heldout_*), run.host and run.pid (were in the config).
+# 4: a probe's golden and verdict may be absent.
 # A new nullable field needs no new version: `db.open_ledger` adds the missing columns of any ledger.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TextId = Callable[[str], int]
 
 

@@ -16,6 +16,7 @@ from twotier.tui.app.widgets.confirm import Confirm
 from twotier.tui.app.widgets.eval_detail import EvalDetail
 from twotier.tui.app.widgets.eval_table import EvalTable
 from twotier.tui.app.widgets.example_pane import ExamplePane
+from twotier.tui.app.widgets.probe_history import ProbeHistory
 from twotier.tui.app.widgets.run_header import RunHeader
 from twotier.tui.app.widgets.run_picker import RunPicker
 
@@ -137,8 +138,28 @@ async def test_probe_set_marks_flips_since_the_previous_eval(short_run):
         while "loading" in str(app.screen.query_one("#detail").render()):
             await pilot.pause(0.05)
         detail = str(app.screen.query_one("#detail").render())
+        probes = app.screen.query_one("#probes")
+        lines = [str(probes.get_option_at_index(i).prompt) for i in range(probes.option_count)]
     assert "flipped since step 20" in detail
-    assert sum(line.startswith(("↑", "↓")) for line in detail.splitlines()) == flips
+    assert len(lines) == len(fulls[1].probes)
+    assert sum(line.startswith(("↑", "↓")) for line in lines) == flips
+
+
+async def test_enter_on_a_probe_shows_its_answer_at_every_full_eval(short_run):
+    app = make_app(attach=short_run.ledger)
+    async with app.run_test(size=SIZE) as pilot:
+        await caught_up(pilot)
+        app.query_one(EvalTable).focus()
+        await pilot.press("enter")
+        while not app.screen.query_one("#probes").option_count:
+            await pilot.pause(0.05)
+        await pilot.press("down", "enter")  # the second probe
+        assert isinstance(app.screen, ProbeHistory)
+        while "loading" in str(app.screen.query_one("#history").render()):
+            await pilot.pause(0.05)
+        history = str(app.screen.query_one("#history").render())
+    assert "step     20" in history and "step     40" in history
+    assert history.index("step     20") < history.index("step     40")
 
 
 async def test_escape_closes_the_eval_detail(short_run):

@@ -11,7 +11,7 @@ import pytest
 
 from support import fast, fixed_events, full, write_run
 from twotier.tui.console.ledger import main
-from twotier.tui.render import TEXT_LIMIT, event_block, probe_set
+from twotier.tui.render import TEXT_LIMIT, event_block, probe_line
 
 SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant. " * 8
 PROMPT = f"system\n{SYSTEM}\nuser\nSpell backwards: horse\nassistant\n"
@@ -37,9 +37,8 @@ def test_a_long_templated_prompt_is_shown_by_its_last_user_turn_never_cut_to_the
 
 
 def test_a_probe_row_shows_the_end_of_its_prompt():
-    event = full(20, "esroh", True)
-    probes = tuple(replace(p, prompt=PROMPT) for p in event.probes)
-    line = probe_set(probes, (), None).plain.splitlines()[2]
+    probe = replace(full(20, "esroh", True).probes[0], prompt=PROMPT)
+    line = probe_line(probe).plain
     assert "Spell backwards: horse⏎assistant⏎" in line and "You are Qwen" not in line
 
 

@@ -61,8 +61,8 @@ def test_show_accepts_an_id_a_prefix_a_name_and_latest(capsys, two_runs):
 
 def test_show_prints_each_config_key_with_its_value(capsys, short_run):
     out = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1]
-    assert "  learning_rate      0.003" in out.splitlines()
-    assert "  log_steps          5" in out.splitlines()
+    rows = [line.split() for line in out.splitlines()]
+    assert ["learning_rate", "0.003"] in rows and ["log_steps", "5"] in rows
 
 
 def test_show_draws_the_loss_curve_as_text_blocks_between_its_extremes(capsys, short_run):
@@ -156,7 +156,17 @@ def test_export_probes_flag_writes_one_row_per_probe_answer(capsys, short_run):
     records = [json.loads(line) for line in out.splitlines()]
     expected = rows(short_run.ledger, "SELECT step, probe_id, match FROM probe ORDER BY event_id, probe_id")
     assert [(r["step"], r["probe_id"], r["match"]) for r in records] == [(s, p, bool(m)) for s, p, m in expected]
-    assert list(records[0]) == ["run_id", "step", "probe_id", "prompt", "golden", "model_output", "match", "loss"]
+    assert list(records[0]) == [
+        "run_id",
+        "step",
+        "probe_id",
+        "prompt",
+        "golden",
+        "model_output",
+        "match",
+        "loss",
+        "score",
+    ]
 
 
 def test_export_evals_writes_only_full_evals(capsys, short_run):
@@ -266,3 +276,16 @@ def test_backup_copies_the_ledger_and_refuses_to_overwrite(short_run, tmp_path, 
         assert len(list(reader.iter_events(short_run.run_id))) == len(short_run.events)
     assert main(["ledger", "backup", "--ledger", str(short_run.ledger), str(dest)]) == 1
     assert "already exists; the backup will not overwrite it" in capsys.readouterr().err
+
+
+def test_show_probe_lists_one_probe_s_answer_at_every_full_eval_with_the_changed_words_marked(capsys, flips):
+    lines = twotier(capsys, flips, "show", "flips", "--probe", "1")[1].splitlines()
+    history = [line for line in lines if line.startswith("step ") and line.split()[1].isdigit()]
+    assert [line.split()[1] for line in history] == ["20", "40", "60"]
+    assert [line.split()[2] for line in history] == ["✅", "❌", "❌"]  # FLIP_PATTERN[1]
+    assert "«" not in history[0] and "«" in history[1]  # the first answer has nothing to change from
+
+
+def test_show_probe_that_does_not_exist_is_one_line(capsys, flips):
+    code, _, err = twotier(capsys, flips, "show", "flips", "--probe", "99")
+    assert code == 1 and err.strip().endswith("has no probe #99 (probes are numbered from 0)")

@@ -184,7 +184,7 @@ def test_four_processes_opening_a_fresh_ledger_at_once_end_with_one_schema(ledge
     assert [child.returncode for child in children] == [0, 0, 0, 0], results
     with sqlite3.connect(ledger_path) as connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        assert sorted(tables) == ["event", "probe", "run", "text"]
+        assert sorted(tables) == ["event", "probe", "request", "run", "text"]
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert integrity(ledger_path) == "ok"
 

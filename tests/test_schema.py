@@ -76,3 +76,18 @@ def test_every_event_field_round_trips_through_the_ledger(tmp_path):
     with LedgerReader(tmp_path / "ledger.db") as reader:
         (read,) = reader.iter_events("run-1")
     assert dataclasses.replace(read, id=None) == written
+
+
+def test_a_probe_without_a_golden_is_stored_without_verdict_or_score(tmp_path):
+    from twotier.store import Kind, LedgerReader, LedgerWriter, ProbeResult, RunStatus
+
+    ledger = new_run(tmp_path / "ledger.db")
+    answered = ProbeResult(probe_id=0, prompt="Write a haiku", golden=None, model_output="leaves fall", match=None,
+                           loss=None)  # fmt: skip
+    judged = ProbeResult(probe_id=1, prompt="2+2=", golden="4", model_output="4", match=True, loss=0.1, score=1.0)
+    writer = LedgerWriter(ledger, "run-1", flush_interval=0.01)
+    writer.submit(dataclasses.replace(event("run-1", 10, kind=Kind.FULL, model_output="x"), probes=(answered, judged)))
+    writer.close(RunStatus.FINISHED)
+    with LedgerReader(tmp_path / "ledger.db") as reader:
+        (full,) = reader.full_evals("run-1")
+        assert reader.probes(full.id or 0) == (answered, judged)

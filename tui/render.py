@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.text import Text
 
+from ..engine.matching import answer_changes
 from ..store.records import ProbeResult, StepEvent
 from .text import clip, printable
 
@@ -95,8 +96,15 @@ def fmt_match(match: bool | None) -> str:
     return "-" if match is None else ("✅" if match else "❌")
 
 
-def verdict(match: bool | None) -> str:
-    return "✅ MATCH" if match else "❌ NO MATCH"
+def verdict(match: bool | None, rule: str | None = None) -> str:
+    """✅ MATCH or ❌ NO MATCH, with the rule that decided it: `✅ MATCH (prefix)`."""
+    said = "✅ MATCH" if match else "❌ NO MATCH"
+    return f"{said} ({rule})" if rule else said
+
+
+def fmt_score(value: float | None) -> str:
+    """The graded score (chrF, 0 to 1) beside a verdict."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 def show(text: str, limit: int | None = TEXT_LIMIT) -> str:
@@ -150,7 +158,9 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
     if event.is_full and event.model_output is not None:
         line(f"🤖 MODEL ({event.output_tokens} tokens):")
         line(show(event.model_output, limit))
-        line(verdict(event.match), MATCH_STYLE[bool(event.match)])
+        line(
+            f"{verdict(event.match, event.match_rule)} · chrF {fmt_score(event.score)}", MATCH_STYLE[bool(event.match)]
+        )
     elif event.eval_error is not None:
         line(f"🤖 MODEL: [Full eval failed - {show(event.eval_error, limit)}]")
     else:
@@ -161,11 +171,11 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
             f"📊 Loss Comparison: Train={fmt_loss(event.train_loss_mean)} | Val={fmt_loss(event.val_loss)}"
             f" | Gap={fmt_gap(event.gap)} {gap_mark(event.gap_ok)}".rstrip()
         )
-        if event.probe_accuracy is not None:
-            matched = sum(p.match for p in event.probes)
+        if event.probes or event.probe_accuracy is not None:
             line(
-                f"🎯 PROBES: {matched}/{len(event.probes)} MATCH ({fmt_fraction(event.probe_accuracy)})"
-                f" | token accuracy {fmt_fraction(event.probe_token_accuracy)} | eval {fmt_seconds(event.eval_seconds)} s"
+                f"🎯 PROBES: {probe_count(event.probes)} ({fmt_fraction(event.probe_accuracy)}) | chrF "
+                f"{fmt_score(event.probe_score)} | token accuracy {fmt_fraction(event.probe_token_accuracy)}"
+                f" | eval {fmt_seconds(event.eval_seconds)} s"
             )
     line(stats_line(event))
     if metrics_line(event.metrics):
@@ -248,11 +258,13 @@ def diff_texts(golden: str, output: str) -> tuple[Text, Text]:
     return golden_text, output_text
 
 
-def eval_detail(event: StepEvent, previous: tuple[ProbeResult, ...], previous_step: int | None) -> Text:
-    """A full eval in full: texts whole, output against golden with differences marked, and the probe set."""
+def eval_detail(event: StepEvent, previous_step: int | None) -> Text:
+    """A full eval in full: texts whole, output against golden with differences marked, and the probe set's
+    count (each probe's line is `probe_line`, with its flip since `previous_step`)."""
     golden, output = diff_texts(event.golden, event.model_output or "")
     text = Text(f"🔍 FULL EVAL - Step {event.step}  ", style=TITLE_STYLE[True])
-    text.append(verdict(event.match), style=MATCH_STYLE[bool(event.match)])
+    text.append(f"{verdict(event.match, event.match_rule)} · chrF {fmt_score(event.score)}",
+                style=MATCH_STYLE[bool(event.match)])  # fmt: skip
     text.append("\n\n📝 PROMPT\n", style="bold")
     text.append(show(event.prompt, None))
     text.append(f"\n\n✅ GOLDEN ({event.golden_tokens} tokens)\n", style="bold")
@@ -265,7 +277,8 @@ def eval_detail(event: StepEvent, previous: tuple[ProbeResult, ...], previous_st
         f"📊 train {fmt_loss(event.train_loss_mean)} | val {fmt_loss(event.val_loss)}"
         f" | gap {fmt_gap(event.gap)} {gap_mark(event.gap_ok)}\n"
     )
-    text.append_text(probe_set(event.probes, previous, previous_step))
+    text.append("\n")
+    text.append_text(probe_set_header(event.probes, previous_step))
     return text
 
 
@@ -277,22 +290,50 @@ def flip_mark(probe: ProbeResult, before: dict[int, ProbeResult]) -> str:
     return "↑ " if probe.match else "↓ "
 
 
-def probe_set(probes: tuple[ProbeResult, ...], previous: tuple[ProbeResult, ...], previous_step: int | None) -> Text:
-    before = {probe.probe_id: probe for probe in previous}
-    matched = sum(probe.match for probe in probes)
+def probe_count(probes: tuple[ProbeResult, ...]) -> str:
+    """`3/8 MATCH`, counting the probes that have a golden; `+ 2 answered` for those that have none."""
+    judged = [probe for probe in probes if probe.match is not None]
+    said = f"{sum(bool(probe.match) for probe in judged)}/{len(judged)} MATCH"
+    return said + (f" + {len(probes) - len(judged)} answered" if len(judged) < len(probes) else "")
+
+
+def probe_set_header(probes: tuple[ProbeResult, ...], previous_step: int | None) -> Text:
     since = f"since step {previous_step}" if previous_step is not None else "(first eval: nothing to compare)"
-    text = Text(f"\n🎯 PROBE SET: {matched}/{len(probes)} MATCH · ↑/↓ flipped {since}\n", style="bold")
-    for probe in probes:
-        flip = flip_mark(probe, before)
-        text.append(flip, style="bold yellow" if flip.strip() else "")
-        text.append(fmt_match(probe.match) + " ")
-        text.append(f"#{probe.probe_id:<3} ", style="dim")
-        text.append(one_line(probe.prompt, PROMPT_CELL, from_left=True))
-        text.append(" → ", style="dim")
-        text.append(printable(probe.model_output))
-        if not probe.match:
-            text.append("  (golden ", style="dim")
-            text.append(printable(probe.golden))
-            text.append(")", style="dim")
+    return Text(f"🎯 PROBE SET: {probe_count(probes)} · ↑/↓ flipped {since}", style="bold")
+
+
+def probe_line(probe: ProbeResult, flip: str = "  ") -> Text:
+    """One probe's answer at one eval: flip mark, verdict and score, prompt, answer, and the golden it missed."""
+    text = Text(flip, style="bold yellow" if flip.strip() else "")
+    text.append(("💬" if probe.match is None else fmt_match(probe.match)) + " ")
+    text.append(f"#{probe.probe_id:<3} ", style="dim")
+    if probe.score is not None:
+        text.append(f"{fmt_score(probe.score)} ", style="dim")
+    text.append(one_line(probe.prompt, PROMPT_CELL, from_left=True))
+    text.append(" → ", style="dim")
+    text.append(printable(probe.model_output))
+    if probe.match is False and probe.golden is not None:
+        text.append("  (golden ", style="dim")
+        text.append(printable(probe.golden))
+        text.append(")", style="dim")
+    return text
+
+
+def answer_history(answers: list[tuple[int, ProbeResult]], *, marks: tuple[str, str] | None = None) -> Text:
+    """A probe's answers eval after eval, each with the words that changed since the one before in reverse
+    video, or (for plain text, `marks`) between the two marks, e.g. «changed»."""
+    text = Text()
+    previous: str | None = None
+    for step, answer in answers:
+        text.append(f"step {step:>6}  ", style="bold")
+        text.append(("💬" if answer.match is None else fmt_match(answer.match)) + " ")
+        text.append(f"{fmt_score(answer.score):>4}  ", style="dim")
+        for segment, changed in answer_changes(previous, answer.model_output) if previous is not None else [
+            (answer.model_output, False)
+        ]:  # fmt: skip
+            if changed and marks is not None:
+                segment = marks[0] + segment + marks[1]
+            text.append(printable(segment), style=DIFF_STYLE if changed and marks is None else "")
         text.append("\n")
+        previous = answer.model_output
     return text

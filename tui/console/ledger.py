@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from ...store import DEFAULT_LEDGER, Kind, LedgerReader, RunStatus, TwoTierError, query
+from ...store import DEFAULT_LEDGER, Kind, LedgerReader, RunInfo, RunStatus, TwoTierError, query
 from ...store.backup import backup_ledger
 from ...store.export import (
     EVENT_COLUMNS,
@@ -30,6 +30,7 @@ from ..cli import add_config_flags
 from ..render import (
     EVAL_COLUMNS,
     PROMPT_CELL,
+    answer_history,
     fmt_clock,
     fmt_duration,
     fmt_fraction,
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "matched, that flipped to MATCH and that regressed (with the step where each happened).",
     )
     show.add_argument("run", metavar="RUN", help=RUN_HELP)
+    show.add_argument("--probe", type=int, metavar="N",
+                      help="instead: probe N's answer at every full eval, the words changed since the one before «marked»")  # fmt: skip
     compare = add(
         "compare",
         _compare,
@@ -194,6 +197,8 @@ def _runs(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
 
 def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     run = reader.run(args.run)
+    if args.probe is not None:
+        return _show_probe(reader, run, args.probe, out)
     summary = query.summarize(reader, run)
     lines = [
         f"run {run.id}  {cell(run.name)}  {summary.status}",
@@ -221,6 +226,19 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
         ("probe examples that regressed (MATCH lost)", history.regressed),
     ):
         lines += ["", f"{title}: {len(changes)}"] + _indent(_probe_table(changes))
+    _print(out, lines)
+    return 0
+
+
+def _show_probe(reader: LedgerReader, run: RunInfo, probe_id: int, out: TextIO) -> int:
+    answers = reader.probe_answers(run.id, probe_id)
+    if not answers:
+        raise TwoTierError(f"{reader.path}: run {run.id} has no probe #{probe_id} (probes are numbered from 0)")
+    probe = answers[-1][1]
+    golden = "no golden: answered only" if probe.golden is None else f"golden {cell(probe.golden, 200)}"
+    lines = [f"run {run.id}  {cell(run.name)}  probe #{probe_id}", f"prompt {cell(probe.prompt, 400)}", golden, "",
+             "step    MATCH chrF  answer (words changed since the eval before «marked»)"]  # fmt: skip
+    lines += answer_history(answers, marks=("«", "»")).plain.splitlines()
     _print(out, lines)
     return 0
 
@@ -361,7 +379,7 @@ def _probe_table(changes: list[query.ProbeChange]) -> list[str]:
             f"#{c.probe_id}",
             str(c.step),
             one_line(c.prompt, PROMPT_CELL, from_left=True),
-            cell(c.golden),
+            cell(c.golden or "-"),
             cell(c.model_output),
         ]
         for c in changes

@@ -1,4 +1,4 @@
-"""`twotier ledger plot`: training loss, validation loss and probe accuracy of several runs on one figure.
+"""`twotier ledger plot`: training loss, validation loss, probe accuracy and chrF of several runs on one figure.
 
 matplotlib is an optional extra (`pip install 'twotier[plot]'`); it is imported only here.
 """
@@ -28,9 +28,11 @@ def plot_curves(all_curves: list[Curves], out: Path) -> None:
         line = train.plot(curves.steps, curves.train_loss, label=label)[0]
         val.plot(curves.eval_steps, curves.val_loss, marker="o", color=line.get_color(), label=label)
         accuracy.plot(curves.eval_steps, curves.probe_accuracy, marker="o", color=line.get_color(), label=label)
+        # The graded score (chrF) moves before the verdicts do: dashed, in the same colour.
+        accuracy.plot(curves.eval_steps, curves.probe_score, linestyle="--", color=line.get_color())
     train.set_ylabel("training loss")
     val.set_ylabel("validation loss")
-    accuracy.set_ylabel("probe accuracy")
+    accuracy.set_ylabel("probe accuracy, chrF --")
     accuracy.set_ylim(-0.05, 1.05)
     accuracy.set_xlabel("step")
     train.legend(loc="upper right", fontsize="small")

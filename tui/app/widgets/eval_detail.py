@@ -1,4 +1,4 @@
-"""One full eval in full (as `render.eval_detail` draws it): texts whole, differences marked, the probe set."""
+"""One full eval in full (as `render.eval_detail` draws it) and its probes; Enter on a probe shows its history."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
-from ....store import LedgerReader
-from ...render import eval_detail
+from ....store import LedgerReader, StepEvent
+from ...render import eval_detail, flip_mark, probe_line
+from .probe_history import ProbeHistory
 
 
 class EvalDetail(ModalScreen[None]):
@@ -31,22 +33,29 @@ class EvalDetail(ModalScreen[None]):
         background: $surface;
         padding: 0 1;
     }
+    EvalDetail #probes {
+        height: auto;
+        border: none;
+    }
     """
 
     BINDINGS = [Binding("escape,q", "dismiss", "Close")]
 
     @dataclass
     class Loaded(Message):
-        detail: Text
+        event: StepEvent
+        previous: StepEvent | None
 
     def __init__(self, ledger: Path, event_id: int, previous_id: int | None) -> None:
         super().__init__()
         self.ledger, self.event_id, self.previous_id = ledger, event_id, previous_id
+        self.run_id: str | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
-            scroll.border_title = "full eval · Escape closes"
+            scroll.border_title = "full eval · Enter on a probe: its answers eval after eval · Escape closes"
             yield Static(Text("loading…"), id="detail")
+            yield OptionList(id="probes")
 
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).focus()
@@ -57,8 +66,18 @@ class EvalDetail(ModalScreen[None]):
         with LedgerReader(self.ledger) as reader:
             event = reader.event(self.event_id, with_probes=True)
             previous = None if self.previous_id is None else reader.event(self.previous_id, with_probes=True)
-        detail = eval_detail(event, previous.probes if previous else (), previous.step if previous else None)
-        self.post_message(self.Loaded(detail))
+        self.post_message(self.Loaded(event, previous))
 
     def on_eval_detail_loaded(self, message: Loaded) -> None:
-        self.query_one("#detail", Static).update(message.detail)
+        event, previous = message.event, message.previous
+        self.run_id = event.run_id
+        self.query_one("#detail", Static).update(eval_detail(event, previous.step if previous else None))
+        before = {probe.probe_id: probe for probe in previous.probes} if previous else {}
+        probes = self.query_one("#probes", OptionList)
+        probes.add_options(Option(probe_line(p, flip_mark(p, before)), id=str(p.probe_id)) for p in event.probes)
+        if event.probes:
+            probes.focus()
+
+    def on_option_list_option_selected(self, message: OptionList.OptionSelected) -> None:
+        if self.run_id is not None and message.option.id is not None:
+            self.app.push_screen(ProbeHistory(self.ledger, self.run_id, int(message.option.id)))
