@@ -190,16 +190,16 @@ def _check_peft(section: dict[str, Any], source: str) -> None:
         if key not in PEFT_KEYS:
             close = difflib.get_close_matches(key, PEFT_KEYS, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(PEFT_KEYS)}"
-            raise ConfigError(f"{source}: unknown key 'peft.{key}'{hint}")
+            raise ConfigError(f"{source}: 'peft' has an unknown key '{key}'{hint}")
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if key == "r" and not (number and value == int(value) and value > 0):
-            raise ConfigError(f"{source}: 'peft.r' must be a whole number above 0, got {json.dumps(value)}")
+            raise ConfigError(f"{source}: 'peft': 'r' must be a whole number above 0, got {json.dumps(value)}")
         if key == "alpha" and not (number and value > 0):
-            raise ConfigError(f"{source}: 'peft.alpha' must be a number above 0, got {json.dumps(value)}")
+            raise ConfigError(f"{source}: 'peft': 'alpha' must be a number above 0, got {json.dumps(value)}")
         if key == "dropout" and not (number and 0 <= value < 1):
-            raise ConfigError(f"{source}: 'peft.dropout' must be a number from 0 up to 1, got {json.dumps(value)}")
+            raise ConfigError(f"{source}: 'peft': 'dropout' must be a number from 0 up to 1, got {json.dumps(value)}")
         names = isinstance(value, list) and value and all(isinstance(name, str) for name in value)
         if key == "target_modules" and not (isinstance(value, str) or names):
             raise ConfigError(
-                f"{source}: 'peft.target_modules' must be a list of module names or \"all-linear\", got {json.dumps(value)}"
+                f"{source}: 'peft': 'target_modules' must be a list of module names or \"all-linear\", got {json.dumps(value)}"
             )

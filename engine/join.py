@@ -157,6 +157,7 @@ class TwoTier(TwoTierCallback):
             config=config,
             started_at=now,
             heartbeat_at=now,
+            opened_at=now,
             max_steps=state.max_steps or None,
             host=socket.gethostname(),
             pid=os.getpid(),

@@ -34,9 +34,9 @@ def test_the_engine_trains_messages_with_lora_from_config_json(tmp_path):
 
 
 def test_an_unknown_peft_key_is_refused_naming_it(tmp_path):
-    with pytest.raises(ConfigError, match=r"unknown key 'peft\.lora_alpha'; did you mean 'alpha'\?"):
+    with pytest.raises(ConfigError, match=r"'peft' has an unknown key 'lora_alpha'; did you mean 'alpha'\?"):
         load_config(None, {"peft": {"lora_alpha": 8}})
-    with pytest.raises(ConfigError, match=r"'peft\.dropout' must be a number from 0 up to 1"):
+    with pytest.raises(ConfigError, match=r"'peft': 'dropout' must be a number from 0 up to 1"):
         load_config(None, {"peft": {"dropout": 1.5}})
 
 
