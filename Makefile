@@ -13,7 +13,7 @@ TORCH_VERSION ?= $(shell sed -n 's/^torch==//p' $(LOCK))
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_SOURCE := $(if $(HAS_GPU),,--retries 0 --extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install run headless test test-reliability check lock bench bench-quick clean
+.PHONY: install run headless test test-reliability check lock bench bench-quick docs clean
 
 install: $(STAMP)
 
@@ -37,11 +37,12 @@ test-reliability: $(STAMP)
 
 # Format, lint, types, and the import layers (engine/ and store/ never load Textual; store/ never torch).
 check: $(STAMP)
-	$(VENV)/bin/ruff format --check engine store tui tests bench
-	$(VENV)/bin/ruff check engine store tui tests bench
+	$(VENV)/bin/ruff format --check engine store tui tests bench docs
+	$(VENV)/bin/ruff check engine store tui tests bench docs
 	mkdir -p $(TYPECHECK) && touch $(TYPECHECK)/__init__.py
 	for layer in engine store tui; do ln -sfn $(CURDIR)/$$layer $(TYPECHECK)/$$layer; done
 	cd $(dir $(TYPECHECK)) && $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml -p twotier
+	$(VENV)/bin/mypy --config-file pyproject.toml -p docs
 	$(PY) -m pytest -q tests/test_layers.py
 
 # Re-resolve every dependency from pyproject.toml's ranges (torch stays at TORCH_VERSION) into the lock.
@@ -59,6 +60,12 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	@for tracker in trackio mlflow wandb; do $(PY) -m pip install -q $$tracker >/dev/null 2>&1 || echo "bench: cannot install $$tracker; its row will say skipped"; done
 	$(PY) -m bench --quick
+
+# Rerun every README example in a temporary folder and rewrite what the README shows: outputs, the app's
+# screen (needs tmux), the configuration table, the benchmark table (from runs/bench/table.txt, when
+# `make bench` wrote one) and docs/loss.png, each part stamped with the machine it was taken on.
+docs: $(STAMP)
+	$(PY) -m docs.readme --update
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -23,40 +23,81 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 PEFT_KEYS = {"r": "rank (r)", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
 
 
+def _setting(default: Any, help_text: str) -> Any:
+    """A config field with its help text, from which `twotier-tui --help` and the README's table are made."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of a run. `config.json` and the flags use these names (flags with dashes)."""
 
-    model: str = DEMO
-    dataset: str = DEMO
-    validation: str | None = None
-    validation_split: float = 0.1
-    prompt_field: str = "prompt"
-    answer_field: str = "answer"
-    chat_template: bool | str = False
-    data_format: str | None = None
-    streaming: bool = False
-    cache_dir: str | None = None
-    trust_remote_code: bool = False
-    dtype: str | None = None  # the weights' dtype when loading; None: the library's default
-    attn_implementation: str | None = None  # eager, sdpa, flash_attention_2...; None: the library's choice
-    peft: dict[str, Any] | None = None  # {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": [...]}
-    max_length: int = 256
-    max_new_tokens: int = 32
-    log_steps: int = 10
-    eval_steps: int = 200
-    eval_samples: int = 64
-    probe_size: int = 16
-    gap_threshold: float = 0.25
-    stop_on_nan: bool = True
-    max_steps: int = 600
-    batch_size: int = 8
-    learning_rate: float = 5e-5
-    seed: int = 0
-    ledger: str = "runs/ledger.db"
-    output_dir: str = "runs/checkpoints"
-    run_name: str | None = None
-    training_args: dict[str, Any] = field(default_factory=dict)
+    model: str = _setting(
+        DEMO,
+        "a hub id or a local folder (AutoModelForCausalLM / AutoTokenizer), 'demo', or 'demo-chat' (a small Qwen2 "
+        "with a byte-level BPE tokenizer and the real Qwen2-Instruct chat template)",
+    )
+    dataset: str = _setting(
+        DEMO,
+        "a .jsonl, .json, .csv or .parquet file, a hub dataset name, 'demo', or 'demo-chat' (conversations in "
+        "messages rows)",
+    )
+    validation: str | None = _setting(
+        None, "a validation file; when null, validation_split of the dataset is held out (seeded)"
+    )
+    validation_split: float = _setting(0.1, "fraction of the dataset held out when there is no validation file")
+    prompt_field: str = _setting("prompt", "the dataset's column holding the prompt (prompt/answer rows)")
+    answer_field: str = _setting("answer", "the dataset's column holding the answer (prompt/answer rows)")
+    data_format: str | None = _setting(
+        None,
+        "prompt_answer, prompt_completion, messages, text or tokenized; null tells it from the columns",
+    )
+    chat_template: bool | str = _setting(
+        False,
+        "true: the tokenizer's chat template; a .jinja file or a template string: that one (messages rows "
+        "always use a template)",
+    )
+    trust_remote_code: bool = _setting(False, "passed to the Auto classes; off unless you turn it on")
+    dtype: str | None = _setting(None, "the weights' dtype when loading: auto, float32, bfloat16, float16")
+    attn_implementation: str | None = _setting(
+        None, "the attention kernel when loading: eager, sdpa, flash_attention_2...; null: the library's choice"
+    )
+    peft: dict[str, Any] | None = _setting(
+        None,
+        'a LoRA adapter built by PEFT: {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", '
+        '"v_proj"]} (target_modules may be "all-linear"); needs twotier[trl]',
+    )
+    max_length: int = _setting(256, "tokens per example; longer answers are cut (a warning gives the count)")
+    streaming: bool = _setting(False, "stream the dataset instead of preparing it up front (validation: its head)")
+    cache_dir: str | None = _setting(None, "where the tokenized data is cached; null: datasets' cache")
+    max_new_tokens: int = _setting(32, "generation budget for the example and the probes at a full eval")
+    log_steps: int = _setting(10, "fast log every N optimizer steps; 0 turns fast logs off")
+    eval_steps: int = _setting(
+        200,
+        "full eval every N steps and at the last step; 0 turns full evals off (the last one too); "
+        "a step due both gets only the full eval",
+    )
+    eval_samples: int = _setting(64, "validation examples scored (no grad, batched) for the validation loss")
+    probe_size: int = _setting(16, "probe examples answered at each full eval (the first of the scored ones)")
+    gap_threshold: float = _setting(0.25, "the train/val gap above which a full eval is marked ⚠️")
+    stop_on_nan: bool = _setting(True, "fail the run when the training loss becomes NaN or infinite")
+    max_steps: int = _setting(600, "optimizer steps to train")
+    batch_size: int = _setting(8, "examples per device per step")
+    learning_rate: float = _setting(5e-5, "peak learning rate")
+    seed: int = _setting(0, "random seed: data order, validation split, model initialisation")
+    ledger: str = _setting("runs/ledger.db", "the ledger file; one file holds many runs")
+    output_dir: str = _setting("runs/checkpoints", "checkpoints go to output_dir/<run id>/")
+    run_name: str | None = _setting(None, "the run's name in the ledger (null: the model's name and the start time)")
+    gpus: int = _setting(
+        1, "under `twotier daemon`: GPUs the run gets (more than 1: torchrun, one process each); ignored elsewhere"
+    )
+    training_args: dict[str, Any] = _setting(
+        {},
+        "passed to transformers.TrainingArguments as is (bf16, gradient accumulation, scheduler, save_steps...) "
+        "and validated by the library; as a flag, a JSON object",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,7 +123,7 @@ class Config:
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _HINTS = typing.get_type_hints(Config)
 _NON_NEGATIVE = ("log_steps", "eval_steps", "probe_size", "seed", "gap_threshold")
-_POSITIVE = ("max_length", "max_new_tokens", "eval_samples", "max_steps", "batch_size", "learning_rate")
+_POSITIVE = ("max_length", "max_new_tokens", "eval_samples", "max_steps", "batch_size", "learning_rate", "gpus")
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:

@@ -41,6 +41,15 @@ class RunEnded:
     run_id: str | None
     error: str | None = None
     exit_code: int = 0
+    step: int | None = None  # the step training ended at (a stop ends after the last logged step)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where a resumed run went on: from the checkpoint at `step`; `superseded` of its events came after it."""
+
+    step: int
+    superseded: int
 
 
 class TrainingRun:
@@ -64,6 +73,8 @@ class TrainingRun:
         self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
         self.events: queue.Queue[StepEvent | RunEnded] = queue.Queue()
         self.ended: RunEnded | None = None
+        # Set by the run's thread before its first event when it continues a run (read it after one).
+        self.resumed: Resumed | None = None
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
         self._stop = threading.Event()
@@ -158,7 +169,7 @@ class TrainingRun:
                 return
             status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
             writer.close(status, done=self.carried_out("stop"), interrupted=self._interrupted)
-            self._end(RunEnded(status, self.run_id))
+            self._end(RunEnded(status, self.run_id, step=trainer.state.global_step))
         except TwoTierError as err:
             self._fail(self._writer, str(err), err.exit_code)
         except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once
@@ -256,12 +267,7 @@ class TrainingRun:
         now = time.time()
         if self.resume_point is not None:
             superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
-            log.info(
-                "resuming run %s from step %d; %d later events superseded",
-                self.run_id,
-                self.resume_point.step,
-                superseded,
-            )
+            self.resumed = Resumed(self.resume_point.step, superseded)
             return ledger
         name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         create_run(

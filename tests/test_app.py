@@ -5,12 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from twotier.store import LedgerError, LedgerReader
+from support import copy_ledger, event, new_run
+from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus
 from twotier.tui.app import TwoTierApp, make_app
 from twotier.tui.app.widgets.confirm import Confirm
 from twotier.tui.app.widgets.eval_detail import EvalDetail
@@ -227,6 +230,41 @@ async def test_attach_with_run_shows_that_run(two_runs):
         await caught_up(pilot)
         assert app.run_id == first.run_id
         assert "demo-" in app.query_one(RunHeader).render_text().plain
+
+
+async def test_attach_without_a_run_moves_to_a_newer_run_when_it_starts_and_says_so(short_run, tmp_path):
+    ledger = copy_ledger(short_run.ledger, tmp_path / "ledger.db")
+    app = make_app(attach=ledger)
+    async with app.run_test(size=SIZE) as pilot:
+        await caught_up(pilot)
+        assert app.run_id == short_run.run_id
+        writer = LedgerWriter(new_run(ledger, "newer0000001"), "newer0000001", flush_interval=0.01)
+        writer.submit(event("newer0000001", 1))
+        writer.close(RunStatus.RUNNING)
+        for _ in range(600):
+            if app.run_id == "newer0000001":
+                break
+            await pilot.pause(0.05)
+        assert app.run_id == "newer0000001"
+        assert "newer0000001" in app.query_one(RunHeader).render_text().plain
+        assert "a newer run started: now showing newer0000001" in [note.message for note in app._notifications]
+
+
+class HeaderAlone(App[None]):
+    def compose(self) -> ComposeResult:
+        yield RunHeader()
+
+
+async def test_header_pace_of_a_resumed_run_counts_only_its_new_process():
+    app = HeaderAlone()
+    async with app.run_test():
+        header = app.query_one(RunHeader)
+        header.add_events(replace(event("r", step), elapsed_s=float(step)) for step in range(5, 35, 5))  # 1 step/s
+        resumed = [replace(event("r", step), elapsed_s=(step - 20) / 2) for step in (25, 30, 35)]  # from 20, 2 steps/s
+        header.add_events(resumed[:1])
+        assert header.steps_per_s is None  # one event of the new process: no pace yet
+        header.add_events(resumed[1:])
+        assert header.steps_per_s == pytest.approx(2.0)
 
 
 def test_attach_to_an_unknown_run_fails_before_the_app_opens(two_runs):

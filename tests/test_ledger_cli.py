@@ -65,6 +65,12 @@ def test_show_prints_each_config_key_with_its_value(capsys, short_run):
     assert ["learning_rate", "0.003"] in rows and ["log_steps", "5"] in rows
 
 
+def test_show_lists_exactly_the_config_keys_not_the_writers_host_and_pid(capsys, short_run):
+    lines = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1].splitlines()
+    table = lines[lines.index("config") + 2 : lines.index("training loss (batch loss at each logged step)") - 1]
+    assert sorted(line.split()[0] for line in table) == sorted(short_run.config.to_dict())
+
+
 def test_show_draws_the_loss_curve_as_text_blocks_between_its_extremes(capsys, short_run):
     losses = [
         loss for (loss,) in rows(short_run.ledger, "SELECT batch_loss FROM event WHERE run_id = ?", short_run.run_id)
@@ -251,7 +257,8 @@ def test_plot_without_matplotlib_says_how_to_install_it_in_one_line(short_run, t
     )
     assert result.returncode == 1
     assert (
-        result.stderr == "twotier: error: plot needs matplotlib, which is not installed: pip install 'twotier[plot]'\n"
+        result.stderr
+        == "twotier: error: plot needs matplotlib, which is not installed: pip install matplotlib (make installs it into .venv)\n"
     )
     assert not (tmp_path / "l.png").exists()
 

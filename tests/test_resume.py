@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -13,11 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from support import headless_command
+from support import headless_command, start_headless, wait_for
 from twotier.engine.config import load_config
 from twotier.engine.resume import find_resume_point, last_complete_checkpoint
 from twotier.engine.runner import RunEnded, TrainingRun
 from twotier.store import LedgerReader, RunStatus, TwoTierError
+from twotier.tui.console import ledger as ledger_cli
 
 # The conftest reference run's settings, so a resumed run can be held against `short_run`.
 REFERENCE = {
@@ -164,4 +167,37 @@ def test_headless_resume_flag_finishes_a_run_stopped_by_ctrl_c(tmp_path):
         [*command, "--resume", "latest"], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "finished at step 60" in resumed.stdout.strip().splitlines()[-1]
+    lines = resumed.stdout.strip().splitlines()
+    assert re.fullmatch(r"resuming run [0-9a-f]{12} from step \d+ \(\d+ later events superseded\)", lines[0])
+    step = int(lines[0].split()[5])
+    assert re.match(rf"✔ run [0-9a-f]{{12}} finished at step 60 \(resumed from step {step}\), train loss ", lines[-1])
+    assert " took 0:0" in lines[-1]
+
+
+def test_a_resumed_run_is_live_under_its_new_process_and_beats_its_heartbeat(tmp_path, capsys):
+    first = start_headless(tmp_path)  # trains until stopped
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 130
+    command = [*headless_command(tmp_path / "config.json"), "--resume", "latest"]
+    second = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert second.stdout is not None
+        assert second.stdout.readline().startswith("resuming run ")
+        next(line for line in second.stdout if line.startswith("📍 FAST LOG"))
+        ledger = tmp_path / "ledger.db"
+        with LedgerReader(ledger) as reader:
+            run = reader.run("latest")
+            assert (run.pid, run.host, reader.run_status(run)) == (second.pid, socket.gethostname(), "running")
+
+        def beat_again() -> bool:
+            with LedgerReader(ledger) as reader:
+                return reader.run(run.id).heartbeat_at > run.heartbeat_at
+
+        wait_for(beat_again, "the resumed run's next heartbeat", timeout=30)
+        assert ledger_cli.main(["ledger", "runs", "--ledger", str(ledger), "--status", "running"]) == 0
+        assert run.id in capsys.readouterr().out
+    finally:
+        second.send_signal(signal.SIGINT)
+        second.communicate(timeout=60)
+    assert second.returncode == 130

@@ -3,54 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import sys
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..engine.config import Config, load_config
 from ..store import DEFAULT_LEDGER, TwoTierError
+from .console.args import OneLineParser
 from .console.headless import VERDICT_EXIT, Thresholds, run_headless
 
 DEFAULT_CONFIG = Path("config.json")
 
-# Flags that override config.json, by config key. Each takes the key's type.
-OVERRIDES: dict[str, tuple[type, str]] = {
-    "log_steps": (int, "fast log every N steps (0: off)"),
-    "eval_steps": (int, "full eval every N steps (0: off)"),
-    "max_steps": (int, "optimizer steps to train"),
-    "eval_samples": (int, "validation examples scored at each full eval"),
-    "probe_size": (int, "held-out probe examples generated at each full eval"),
-    "batch_size": (int, "examples per device per step"),
-    "learning_rate": (float, "peak learning rate"),
-    "seed": (int, "random seed"),
-    "model": (str, "hub id, local folder, or 'demo'"),
-    "dataset": (str, "JSONL/CSV/Parquet file, hub dataset name, or 'demo'"),
-    "validation": (str, "validation file (else a split of the dataset)"),
-    "ledger": (str, f"ledger file (default {DEFAULT_LEDGER})"),
-    "output_dir": (str, "where checkpoints go"),
-    "run_name": (str, "a name for the run in the ledger"),
-    "data_format": (str, "prompt_answer, prompt_completion, messages, text or tokenized (else told from the columns)"),
-    "dtype": (str, "the weights' dtype: auto, float32, bfloat16 or float16"),
-    "attn_implementation": (str, "attention kernel: eager, sdpa, flash_attention_2..."),
-}
+# Every config key is a flag of the same name with dashes, typed and explained by the Config field itself.
+SETTINGS = tuple(spec.name for spec in dataclasses.fields(Config))
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that override config.json, by config key."""
-    for key, (kind, help_text) in OVERRIDES.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
-    parser.add_argument(
-        "--chat-template",
-        nargs="?",
-        const=True,
-        metavar="TEMPLATE",
-        help="apply a chat template: the tokenizer's own (no value), a .jinja file or a template",
+    """Every config key as a flag (dashes for underscores), typed and explained by its Config field."""
+    settings = parser.add_argument_group(
+        "settings", "every config key is a flag (dashes for underscores); a flag overrides the config file"
     )
+    for spec in dataclasses.fields(Config):
+        _add_setting(settings, spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="twotier-tui",
         description="Fine-tune with a cheap fast log every log_steps and a full eval every eval_steps, "
         "every event kept in a SQLite ledger.",
@@ -72,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped or crashed run (id, prefix, name or 'latest') from its last "
         "complete checkpoint, with its recorded config; flags given override it",
     )
-    add_config_flags(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings")
+    add_config_flags(parser)
     ci = parser.add_argument_group(
         "CI verdict (with --headless)",
         f"judged on the last full eval; a finished run that misses one exits with status {VERDICT_EXIT}",
@@ -90,6 +74,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_setting(group: argparse._ArgumentGroup, spec: dataclasses.Field[Any]) -> None:
+    flag = "--" + spec.name.replace("_", "-")
+    default = getattr(Config(), spec.name)
+    help_text = f"{spec.metadata['help']} (default: {json.dumps(default)})".replace("%", "%%")
+    kinds = setting_types(spec.name)
+    if kinds == (bool,):
+        group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        return
+    if kinds == (bool, str):  # chat_template: the flag alone means true, else a file or template (or false)
+        group.add_argument(
+            flag,
+            dest=spec.name,
+            nargs="?",
+            const=True,
+            type=_flag_value(spec.name, kinds),
+            metavar="VALUE",
+            help=help_text,
+        )
+        return
+    metavars: dict[tuple[type, ...], str] = {(int,): "N", (float,): "X", (str,): "TEXT", (dict,): "JSON"}
+    metavar = metavars.get(kinds, "VALUE")
+    group.add_argument(flag, dest=spec.name, type=_flag_value(spec.name, kinds), metavar=metavar, help=help_text)
+
+
+def setting_types(key: str) -> tuple[type, ...]:
+    """The types a config key takes, None left out: (int,), (str,), (bool, str)..."""
+    hint = typing.get_type_hints(Config)[key]
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return tuple(typing.get_origin(kind) or kind for kind in kinds if kind is not type(None))
+
+
+def _flag_value(key: str, kinds: tuple[type, ...]) -> Callable[[str], Any]:
+    """A flag's text as the key's type: numbers as numbers, an object as JSON, text as it is."""
+
+    def convert(text: str) -> Any:
+        if kinds == (str,):
+            return text
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        for kind in kinds:
+            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+                return value
+        if str in kinds:
+            return text
+        wanted = {int: "a whole number", float: "a number", dict: "a JSON object", bool: "true or false"}
+        raise argparse.ArgumentTypeError(
+            f"must be {' or '.join(wanted.get(kind, kind.__name__) for kind in kinds)}, got {text!r}"
+        )
+
+    convert.__name__ = key
+    return convert
+
+
 def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
     return Thresholds(
         min_probe_accuracy=args.min_probe_accuracy,
@@ -100,7 +141,10 @@ def thresholds_from_args(args: argparse.Namespace) -> Thresholds:
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
@@ -109,7 +153,7 @@ def _fraction(text: str) -> float:
 def config_from_args(args: argparse.Namespace, path: Path | None = None) -> Config:
     """config.json (or `path`, or --config) with the flags given applied, validated."""
     path = path or args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    overrides = {key: getattr(args, key, None) for key in (*OVERRIDES, "chat_template")}
+    overrides = {key: getattr(args, key) for key in SETTINGS}
     return load_config(path, overrides)
 
 
@@ -139,7 +183,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
     if args.resume is not None:
         from ..engine.resume import find_resume_point
 
-        given = {key: value for key, value in vars(args).items() if key in OVERRIDES and value is not None}
+        given = {key: value for key, value in vars(args).items() if key in SETTINGS and value is not None}
         ledger = given.pop("ledger", None) or config_from_args(args).ledger
         resume = find_resume_point(ledger, args.resume, given)
         config = resume.config

@@ -207,9 +207,14 @@ class TwoTierApp(App[int]):
     def _watch_engine(self, engine: TrainingRun) -> None:
         from ...engine.runner import RunEnded
 
-        # The app shows the ledger; this queue is drained only to learn how the run ended.
+        # The app shows the ledger; this queue is drained only to learn how the run ended (and that it resumed).
+        told = False
         while not isinstance(message := engine.events.get(), RunEnded):
-            pass
+            if not told and engine.resumed is not None:
+                told = True
+                resumed = engine.resumed
+                note = f"resuming run {engine.run_id} from step {resumed.step} ({resumed.superseded} later events superseded)"
+                self.call_from_thread(self.notify, note, markup=False)
         engine.join()
         self.post_message(EngineEnded(message))
 

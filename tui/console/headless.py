@@ -9,14 +9,18 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ...engine.config import Config
 from ...engine.resume import ResumePoint
+
+if TYPE_CHECKING:
+    from ...engine.runner import Resumed, RunEnded
 from ...store import RunStatus, StepEvent, TwoTierError
 from ...store.export import EVENT_COLUMNS, event_record, write_records
-from ..render import event_block, fmt_fraction, fmt_loss
+from ..render import event_block, fmt_duration, fmt_fraction, fmt_loss
 
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 VERDICT_EXIT = 3
@@ -79,16 +83,19 @@ class _Summary:
             bad = event.first_nonfinite(NAN_FIELDS)
             self.first_nan = None if bad is None else (event.step, *bad)
 
-    def line(self, status: RunStatus, run_id: str | None, ledger: str) -> str:
-        parts = [
-            f"run {run_id} {status.value} at step {self.last_step}",
-            f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}",
-        ]
+    def line(self, ended: RunEnded, ledger: str, took_s: float, resumed: Resumed | None) -> str:
+        """The closing line; of a resumed run, its losses and time are those of the part this process trained."""
+        status = ended.status
+        step = ended.step if ended.step is not None else self.last_step
+        head = f"run {ended.run_id} {status.value} at step {step}"
+        if resumed is not None:
+            head += f" (resumed from step {resumed.step})"
+        parts = [head, f"train loss {fmt_loss(self.first_loss)} → {fmt_loss(self.last_loss)}"]
         if self.last_full is not None:
             parts.append(f"val loss {fmt_loss(self.last_full.val_loss)}")
             if self.last_full.probe_accuracy is not None:
                 parts.append(f"probe accuracy {fmt_fraction(self.last_full.probe_accuracy)}")
-        parts.append(f"ledger {ledger}")
+        parts += [f"took {fmt_duration(took_s)}", f"ledger {ledger}"]
         return "✔ " + ", ".join(parts) if status is RunStatus.FINISHED else "✖ " + ", ".join(parts)
 
 
@@ -107,6 +114,7 @@ def run_headless(
     """
     from ...engine.runner import RunEnded, TrainingRun
 
+    started = time.monotonic()
     run = TrainingRun(config, resume=resume, progress_bars=True)  # datasets' and transformers' bars, on stderr
     caught: list[int] = []
 
@@ -116,10 +124,14 @@ def run_headless(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in SIGNAL_EXIT}
     summary = _Summary()
+    report = err if json_lines else out
+    told_resume = False
     try:
         run.start()
         while True:
             message = run.events.get()
+            if not told_resume and run.resumed is not None:
+                told_resume = _tell_resume(run.run_id, run.resumed, report)
             if isinstance(message, RunEnded):
                 break
             summary.add(message)
@@ -132,14 +144,20 @@ def run_headless(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     run.join()
-    report = err if json_lines else out
     if message.run_id is not None:
-        report.write(summary.line(message.status, message.run_id, config.ledger) + "\n")
+        took = time.monotonic() - started
+        report.write(summary.line(message, config.ledger, took, run.resumed) + "\n")
     if message.status is RunStatus.FAILED:
         raise TwoTierError(message.error or "training failed", exit_code=message.exit_code)
     if caught:
         return SIGNAL_EXIT[signal.Signals(caught[0])]
     return _report_verdict(thresholds or Thresholds(), summary, report)
+
+
+def _tell_resume(run_id: str, resumed: Resumed, report: TextIO) -> bool:
+    report.write(f"resuming run {run_id} from step {resumed.step} ({resumed.superseded} later events superseded)\n")
+    report.flush()
+    return True
 
 
 def _report_verdict(thresholds: Thresholds, summary: _Summary, report: TextIO) -> int:

@@ -40,6 +40,7 @@ from ..render import (
     one_line,
 )
 from ..text import clip, printable
+from .args import OneLineParser
 from .plot import plot_curves
 from .steer import add_commands
 
@@ -53,7 +54,7 @@ COMPARED = ("val", "probes", "gap", "train")  # the full-eval columns `compare` 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="twotier", description="Look into a twotier run ledger, and queue and steer runs through it."
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ledger", help="query the run ledger", description="Read-only questions to a twotier ledger (SQLite)."
     )
     commands = ledger.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument(
         "--ledger",
         type=Path,
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         _plot,
         "draw loss and probe accuracy to an image (needs matplotlib)",
         "Training loss, validation loss and probe accuracy against step, several runs on one figure. "
-        "Needs the plot extra: pip install 'twotier[plot]'.",
+        "Needs matplotlib, which `make` installs into .venv (else: .venv/bin/pip install matplotlib).",
     )
     plot.add_argument("runs", metavar="RUN", nargs="+", help=RUN_HELP)
     plot.add_argument("--out", type=Path, required=True, metavar="FILE", help="the image to write, e.g. loss.png")

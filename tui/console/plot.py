@@ -1,6 +1,6 @@
 """`twotier ledger plot`: training loss, validation loss, probe accuracy and chrF of several runs on one figure.
 
-matplotlib is an optional extra (`pip install 'twotier[plot]'`); it is imported only here.
+matplotlib is the optional `plot` extra (which `make` installs); it is imported only here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ def plot_curves(all_curves: list[Curves], out: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise TwoTierError("plot needs matplotlib, which is not installed: pip install 'twotier[plot]'") from None
+        raise TwoTierError(
+            "plot needs matplotlib, which is not installed: pip install matplotlib (make installs it into .venv)"
+        ) from None
     matplotlib.use("Agg")  # files only: never open a window, also without a display
     import matplotlib.pyplot as plt
 

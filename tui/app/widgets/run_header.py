@@ -58,6 +58,7 @@ class RunHeader(Static):
         self.pending: list[ControlRequest] = []
         self._lines = -1
         self._recent: deque[tuple[int, float]] = deque(maxlen=RATE_WINDOW)
+        self._restarted = False
 
     def on_mount(self) -> None:
         # Elapsed time and staleness move with the clock even when no event arrives.
@@ -68,6 +69,7 @@ class RunHeader(Static):
         """Forget the run shown (the note stays: it is about the app, not the run)."""
         self.run, self.status, self.latest, self.reading, self.pending = None, "waiting", None, None, []
         self._recent.clear()
+        self._restarted = False
         self.show()
 
     def set_run(self, run: RunInfo | None, status: str, pending: Sequence[ControlRequest] = ()) -> None:
@@ -86,6 +88,11 @@ class RunHeader(Static):
 
     def add_events(self, events: Iterable[StepEvent]) -> None:
         for event in events:
+            if self._recent and event.elapsed_s < self._recent[-1][1]:
+                # A resumed run: its new process counts time from its own start, so the pace is taken
+                # from the new process's events alone.
+                self._recent.clear()
+                self._restarted = True
             self.latest = event
             self._recent.append((event.step, event.elapsed_s))
         self.show()
@@ -97,7 +104,7 @@ class RunHeader(Static):
             (first_step, first_s), (last_step, last_s) = self._recent[0], self._recent[-1]
             if last_s > first_s:
                 return (last_step - first_step) / (last_s - first_s)
-        if self.latest is not None and self.latest.elapsed_s > 0:
+        if self.latest is not None and self.latest.elapsed_s > 0 and not self._restarted:
             return self.latest.step / self.latest.elapsed_s
         return None
 
