@@ -37,20 +37,20 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    if progress_bars:
-        hf_logging.enable_progress_bar()
-    else:
-        hf_logging.disable_progress_bar()
     options: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if dtype is not None:
         options["dtype"] = dtype
     if attn_implementation is not None:
         options["attn_implementation"] = attn_implementation
+    # The loading bar only: checkpoints written later draw no bar of their own.
+    (hf_logging.enable_progress_bar if progress_bars else hf_logging.disable_progress_bar)()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, **options)
     except (OSError, ValueError, ImportError) as err:
         raise DataError(f"model: cannot load '{name_or_path}': {first_line(err)}") from err
+    finally:
+        hf_logging.disable_progress_bar()
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise DataError(f"model: the tokenizer of '{name_or_path}' has neither a pad nor an eos token")
