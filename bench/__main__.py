@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: run every measurement of issue 4 and print one table."""
+"""`python -m bench [--quick]`: run every measurement (issues 4, 10 and 14) and print one table."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import torch
 from .stats import Row, Table
 from .workload import BENCH_DIR, Workload, load_workload
 
-SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "app")
+SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "app", "data", "sft")
 
 
 def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) -> Callable[[], list[Row]]:
-    from . import app, cadence, evalcost, fastlog, ledgerwrite, reading, startup, trackers
+    from . import app, cadence, data, evalcost, fastlog, ledgerwrite, reading, sft, startup, trackers
 
     return {
         "fastlog": lambda: fastlog.measure(work(), quick),
@@ -30,6 +30,8 @@ def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) 
         "reading": lambda: reading.measure(quick),
         "startup": lambda: startup.measure(quick, threads),
         "app": lambda: app.measure(quick),
+        "data": lambda: data.measure(quick),
+        "sft": lambda: sft.measure(quick),
     }[name]
 
 

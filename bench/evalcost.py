@@ -25,7 +25,8 @@ def _timed(call: Any) -> float:
 def measure(work: Workload, quick: bool) -> list[Row]:
     repeats = 2 if quick else 5
     model = work.model()
-    example = work.splits.train[0].prompt_ids
+    first = work.splits.train[0]
+    example = work.splits.reader.split(first["input_ids"], first["labels"])[0]
     by_samples: dict[int, list[float]] = {size: [] for size in EVAL_SIZES}
     by_probes: dict[int, list[float]] = {size: [] for size in PROBE_SIZES}
     batched: list[float] = []

@@ -75,8 +75,9 @@ class Workload:
             batch_size=batch_size or max(self.config.batch_size, 16),
         )
 
-    def train_rows(self) -> list[dict[str, list[int]]]:
-        return [{"input_ids": e.input_ids, "labels": e.labels} for e in self.splits.train]
+    def train_rows(self) -> Any:
+        """The training set as the runner hands it to the Trainer: a `datasets.Dataset` of input_ids and labels."""
+        return self.splits.train
 
     def collator(self) -> Callable[..., Any]:
         return partial(collate, pad_id=self.tokenizer.pad_token_id)

@@ -15,6 +15,12 @@ from typing import Any
 from .errors import ConfigError
 
 DEMO = "demo"
+DEMO_CHAT = "demo-chat"  # the built-in chat model and `messages` data (engine/chat_demo.py)
+# The row formats `data_format` may name; left unset, the format is told from the columns.
+FORMATS = ("prompt_answer", "prompt_completion", "messages", "text", "tokenized")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The `peft` section: a LoRA adapter that PEFT builds on the model (its LoraConfig names in brackets).
+PEFT_KEYS = {"r": "rank (r)", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}
 
 
 def _setting(default: Any, help_text: str) -> Any:
@@ -28,17 +34,44 @@ def _setting(default: Any, help_text: str) -> Any:
 class Config:
     """Every setting of a run. `config.json` and the flags use these names (flags with dashes)."""
 
-    model: str = _setting(DEMO, "a hub id or a local folder (AutoModelForCausalLM / AutoTokenizer), or 'demo'")
-    dataset: str = _setting(DEMO, "a .jsonl, .json, .csv or .parquet file, a hub dataset name, or 'demo'")
+    model: str = _setting(
+        DEMO,
+        "a hub id or a local folder (AutoModelForCausalLM / AutoTokenizer), 'demo', or 'demo-chat' (a small Qwen2 "
+        "with a byte-level BPE tokenizer and the real Qwen2-Instruct chat template)",
+    )
+    dataset: str = _setting(
+        DEMO,
+        "a .jsonl, .json, .csv or .parquet file, a hub dataset name, 'demo', or 'demo-chat' (conversations in "
+        "messages rows)",
+    )
     validation: str | None = _setting(
         None, "a validation file; when null, validation_split of the dataset is held out (seeded)"
     )
     validation_split: float = _setting(0.1, "fraction of the dataset held out when there is no validation file")
-    prompt_field: str = _setting("prompt", "the dataset's column holding the prompt")
-    answer_field: str = _setting("answer", "the dataset's column holding the answer")
-    chat_template: bool = _setting(False, "wrap each prompt in the tokenizer's chat template (instruct models)")
+    prompt_field: str = _setting("prompt", "the dataset's column holding the prompt (prompt/answer rows)")
+    answer_field: str = _setting("answer", "the dataset's column holding the answer (prompt/answer rows)")
+    data_format: str | None = _setting(
+        None,
+        "prompt_answer, prompt_completion, messages, text or tokenized; null tells it from the columns",
+    )
+    chat_template: bool | str = _setting(
+        False,
+        "true: the tokenizer's chat template; a .jinja file or a template string: that one (messages rows "
+        "always use a template)",
+    )
     trust_remote_code: bool = _setting(False, "passed to the Auto classes; off unless you turn it on")
+    dtype: str | None = _setting(None, "the weights' dtype when loading: auto, float32, bfloat16, float16")
+    attn_implementation: str | None = _setting(
+        None, "the attention kernel when loading: eager, sdpa, flash_attention_2...; null: the library's choice"
+    )
+    peft: dict[str, Any] | None = _setting(
+        None,
+        'a LoRA adapter built by PEFT: {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", '
+        '"v_proj"]} (target_modules may be "all-linear"); needs twotier[trl]',
+    )
     max_length: int = _setting(256, "tokens per example; longer answers are cut (a warning gives the count)")
+    streaming: bool = _setting(False, "stream the dataset instead of preparing it up front (validation: its head)")
+    cache_dir: str | None = _setting(None, "where the tokenized data is cached; null: datasets' cache")
     max_new_tokens: int = _setting(32, "generation budget for the example and the probes at a full eval")
     log_steps: int = _setting(10, "fast log every N optimizer steps; 0 turns fast logs off")
     eval_steps: int = _setting(
@@ -70,19 +103,11 @@ class Config:
         return dataclasses.asdict(self)
 
     def check_sources(self) -> None:
-        """Refuse, before anything loads, a dataset or validation file that does not exist (what a run would
-        refuse at its start): `twotier submit` queues nothing a run would reject at once."""
-        from .data import FILE_BUILDERS
-        from .errors import DataError
+        """Refuse, before anything loads, a dataset, validation file or model folder that does not exist (what a
+        run would refuse at its start): `twotier submit` queues nothing a run would reject at once."""
+        from .sources import check_sources
 
-        for source in (self.dataset, self.validation):
-            if (
-                source
-                and source != DEMO
-                and Path(source).suffix.lower() in FILE_BUILDERS
-                and not Path(source).is_file()
-            ):
-                raise DataError(f"{source}: dataset file not found")
+        check_sources(self)
 
     def tier_warnings(self) -> list[str]:
         """Settings that are legal but probably not what the user meant."""
@@ -189,6 +214,33 @@ def _check_ranges(config: Config, source: str) -> None:
             f"{source}: 'probe_size' ({config.probe_size}) must not exceed 'eval_samples' ({config.eval_samples}):"
             " the probe set is part of the validation examples scored at each full eval"
         )
+    if config.dtype is not None and config.dtype not in DTYPES:
+        raise ConfigError(f"{source}: 'dtype' must be one of {', '.join(DTYPES)}, got '{config.dtype}'")
+    if config.peft is not None:
+        _check_peft(config.peft, source)
+    if config.data_format is not None and config.data_format not in FORMATS:
+        raise ConfigError(f"{source}: 'data_format' must be one of {', '.join(FORMATS)}, got '{config.data_format}'")
     for key in ("model", "dataset", "prompt_field", "answer_field", "ledger", "output_dir"):
         if not getattr(config, key).strip():
             raise ConfigError(f"{source}: '{key}' must not be empty")
+
+
+def _check_peft(section: dict[str, Any], source: str) -> None:
+    """The `peft` section: known keys only, each of the type PEFT's LoraConfig takes."""
+    for key, value in section.items():
+        if key not in PEFT_KEYS:
+            close = difflib.get_close_matches(key, PEFT_KEYS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(PEFT_KEYS)}"
+            raise ConfigError(f"{source}: 'peft' has an unknown key '{key}'{hint}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "r" and not (number and value == int(value) and value > 0):
+            raise ConfigError(f"{source}: 'peft': 'r' must be a whole number above 0, got {json.dumps(value)}")
+        if key == "alpha" and not (number and value > 0):
+            raise ConfigError(f"{source}: 'peft': 'alpha' must be a number above 0, got {json.dumps(value)}")
+        if key == "dropout" and not (number and 0 <= value < 1):
+            raise ConfigError(f"{source}: 'peft': 'dropout' must be a number from 0 up to 1, got {json.dumps(value)}")
+        names = isinstance(value, list) and value and all(isinstance(name, str) for name in value)
+        if key == "target_modules" and not (isinstance(value, str) or names):
+            raise ConfigError(
+                f"{source}: 'peft': 'target_modules' must be a list of module names or \"all-linear\", got {json.dumps(value)}"
+            )

@@ -39,7 +39,10 @@ def write_demo_dataset(folder: Path, seed: int) -> tuple[Path, Path]:
     validation = demo_pairs(VALIDATION_WORDS, seed + 1, exclude={p["answer"][::-1] for p in train})
     paths = folder / "train.jsonl", folder / "validation.jsonl"
     for path, rows in zip(paths, (train, validation)):
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        text = "".join(json.dumps(row) + "\n" for row in rows)
+        # Rewritten only when changed: the file's modification time is part of the tokenized cache's key.
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
     return paths
 
 

@@ -12,8 +12,9 @@ import torch
 
 from ..store.errors import first_line
 from ..store.records import ProbeResult
-from .data import IGNORE_INDEX, Encoded, collate
-from .loss import token_losses
+from .capture import token_losses
+from .chat import RowReader
+from .data import IGNORE_INDEX, Example, collate
 
 
 @dataclass(frozen=True)
@@ -45,32 +46,42 @@ log = logging.getLogger("twotier.engine")
 
 
 def answers_match(output: str, golden: str) -> bool:
-    """Exact match after trimming surrounding white space."""
+    """Exact match of the answers' content after trimming surrounding white space."""
     return output.strip() == golden.strip()
 
 
 class Evaluator:
-    """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set."""
+    """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set.
+
+    Goldens and outputs are compared as content: a chat template's markers around the answer are left out
+    (the `RowReader` knows them). `covers_prompt` scores the validation loss over every token, prompt
+    included, for a run whose training loss covers the prompt too, so that the gap compares like with like.
+    """
 
     def __init__(
         self,
         tokenizer: Any,
-        validation: list[Encoded],
+        validation: list[Example],
         *,
         eval_samples: int,
         probe_size: int,
         max_new_tokens: int,
         batch_size: int,
+        reader: RowReader | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.reader = reader or RowReader(tokenizer, None)
         self.scored = validation[:eval_samples]
         self.probes = self.scored[:probe_size]
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
-        self._probe_texts = [(self.decode(e.prompt_ids), self.decode(e.answer_ids)) for e in self.probes]
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        self.covers_prompt = False
+        self._probe_texts = [(e.prompt_text, e.golden_text) for e in self.probes]
+        # Generation ends at the EOS or at the template's end of turn, when that is a token of its own.
+        self._stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        turn_end = self.reader.suffix[:1]
+        if turn_end and turn_end[0] in getattr(tokenizer, "all_special_ids", []) and turn_end[0] not in self._stops:
+            self._stops += turn_end
 
     def run_guarded(self, model: torch.nn.Module, example_prompt_ids: list[int], step: int) -> EvalResult | EvalFailure:
         """The full eval, or why it failed: an eval that runs out of memory must not end the training."""
@@ -121,9 +132,8 @@ class Evaluator:
         device = model.device
         for start in range(0, len(self.scored), self.batch_size):
             chunk = self.scored[start : start + self.batch_size]
-            batch = collate(
-                [{"input_ids": e.input_ids, "labels": e.labels} for e in chunk], self.tokenizer.pad_token_id
-            )
+            rows = [{"input_ids": e.input_ids, "labels": self._labels(e)} for e in chunk]
+            batch = collate(rows, self.tokenizer.pad_token_id)
             batch = {key: value.to(device) for key, value in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             losses, mask = token_losses(logits, batch["labels"])
@@ -140,10 +150,13 @@ class Evaluator:
         val_loss = total / tokens if tokens else float("nan")
         return val_loss, per_example[: len(self.probes)], (correct / counted if counted else None)
 
+    def _labels(self, example: Example) -> list[int]:
+        return example.input_ids if self.covers_prompt else example.labels
+
     def generate(self, model: Any, prompts: list[list[int]]) -> list[Answer]:
-        """Greedy answers for many prompts, left-padded in batches; the prompt is stripped from each."""
+        """Greedy answers for many prompts, left-padded in batches; the prompt is stripped from each, and the
+        answer's content kept (the text a template wraps around it left out)."""
         pad = self.tokenizer.pad_token_id
-        eos = self.tokenizer.eos_token_id
         answers: list[Answer] = []
         for start in range(0, len(prompts), max(self.batch_size, 1)):
             chunk = prompts[start : start + self.batch_size]
@@ -156,12 +169,13 @@ class Evaluator:
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=pad,
-                eos_token_id=eos,
+                eos_token_id=self._stops or None,
             )
             for row in output[:, width:].tolist():
-                if eos in row:
-                    row = row[: row.index(eos)]
+                end = next((i for i, token in enumerate(row) if token in self._stops), len(row))
+                row = row[:end]
                 while row and row[-1] == pad:
                     row.pop()
-                answers.append(Answer(self.decode(row), len(row)))
+                start, stop = self.reader.content(row)
+                answers.append(Answer(self.reader.decode(row[start:stop]), stop - start))
         return answers

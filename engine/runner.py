@@ -56,11 +56,18 @@ class TrainingRun:
     """Start, pause, unpause and stop a run from the thread that owns it; read `events` for progress."""
 
     def __init__(
-        self, config: Config, *, callbacks: Sequence[TrainerCallback] = (), resume: ResumePoint | None = None
+        self,
+        config: Config,
+        *,
+        callbacks: Sequence[TrainerCallback] = (),
+        resume: ResumePoint | None = None,
+        progress_bars: bool = False,
     ) -> None:
         """`callbacks`: extra Trainer callbacks, called after twotier's own. `resume`: continue that run in
-        place from its checkpoint (see `engine.resume.find_resume_point`), with its own config."""
+        place from its checkpoint (see `engine.resume.find_resume_point`), with its own config. `progress_bars`:
+        let transformers and datasets draw their bars on stderr while loading (headless)."""
         self.config = resume.config if resume is not None else config
+        self.progress_bars = progress_bars
         self.callbacks = tuple(callbacks)
         self.resume_point = resume
         self.run_id = resume.run_id if resume is not None else uuid.uuid4().hex[:12]
@@ -91,7 +98,7 @@ class TrainingRun:
 
     def stop(self, *, interrupted: bool = True) -> None:
         """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped.
-        Asked before the run has begun training, the run ends stopped without being recorded.
+        Asked while the model and data load, the run ends stopped before its first step.
         `interrupted`: a signal or the owner stopped it, not a user's request (a daemon takes it up again)."""
         self._interrupted = self._interrupted or interrupted
         self._stop.set()
@@ -145,12 +152,16 @@ class TrainingRun:
         return not self._thread.is_alive()
 
     def _main(self) -> None:
-        writer: LedgerWriter | None = None
         try:
             trainer, writer = self._prepare()
             if writer is None:
                 self._end(RunEnded(RunStatus.STOPPED, None))
                 return
+            if self.stop_requested:  # asked while the model and data loaded
+                writer.close(RunStatus.STOPPED, done=self.carried_out("stop"), interrupted=self._interrupted)
+                self._end(RunEnded(RunStatus.STOPPED, self.run_id))
+                return
+            writer.training_began()
             checkpoint = self.resume_point.checkpoint if self.resume_point is not None else None
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             if self.failure is not None:
@@ -160,10 +171,10 @@ class TrainingRun:
             writer.close(status, done=self.carried_out("stop"), interrupted=self._interrupted)
             self._end(RunEnded(status, self.run_id, step=trainer.state.global_step))
         except TwoTierError as err:
-            self._fail(writer, str(err), err.exit_code)
+            self._fail(self._writer, str(err), err.exit_code)
         except BaseException as err:  # noqa: BLE001 - any crash becomes a failed run, reported once
             log.debug("training failed", exc_info=True)
-            self._fail(writer, f"{type(err).__name__}: {err}", 1)
+            self._fail(self._writer, f"{type(err).__name__}: {err}", 1)
 
     def _end(self, ended: RunEnded) -> None:
         self.ended = ended
@@ -179,7 +190,11 @@ class TrainingRun:
         self._end(RunEnded(RunStatus.FAILED, self.run_id if writer else None, error, exit_code))
 
     def _prepare(self) -> tuple[Any, LedgerWriter | None]:
-        """The Trainer and the run's writer; no writer when a stop came while the model loaded."""
+        """The Trainer and the run's writer; no writer when a stop came before the run was recorded.
+
+        What can be checked without reading (the config, the files named) is checked first, so a bad config or a
+        missing file writes nothing to the ledger; then the run is recorded, and loading the model and the data,
+        which can take minutes, reports its phase through the ledger to any viewer."""
         from transformers import PrinterCallback, ProgressCallback, set_seed
         from transformers.utils import logging as hf_logging
 
@@ -187,18 +202,30 @@ class TrainingRun:
         from .data import collate, load_splits
         from .evaluate import Evaluator
         from .loss import LossTap
-        from .model import load_model, resolve_model_path
+        from .model import load_model, resolve_model_path, with_lora
         from .tiers import TierSettings, TwoTierCallback
         from .trainer import TwoTierTrainer
 
         hf_logging.set_verbosity_error()
         config = self.config
+        config.check_sources()
+        if self._stop.is_set():
+            return None, None
+        writer = self._writer = LedgerWriter(self._record_run(config.dataset), self.run_id, on_request=self.request)
+        phases = Phases(writer)
         run_dir = Path(config.output_dir) / self.run_id
         set_seed(config.seed)
+        phases("loading the model")
         model, tokenizer = load_model(
-            resolve_model_path(config, Path(config.output_dir)), trust_remote_code=config.trust_remote_code
+            resolve_model_path(config, Path(config.output_dir)),
+            trust_remote_code=config.trust_remote_code,
+            dtype=config.dtype,
+            attn_implementation=config.attn_implementation,
+            progress_bars=self.progress_bars,
         )
-        splits = load_splits(config, tokenizer, Path(config.output_dir))
+        if config.peft is not None:
+            model = with_lora(model, config.peft)
+        splits = load_splits(config, tokenizer, Path(config.output_dir), phases, show_bars=self.progress_bars)
         arguments = training_arguments(config, run_dir)
         evaluator = Evaluator(
             tokenizer,
@@ -207,11 +234,9 @@ class TrainingRun:
             probe_size=config.probe_size,
             max_new_tokens=config.max_new_tokens,
             batch_size=max(config.batch_size, 16),
+            reader=splits.reader,
         )
-        if self._stop.is_set():
-            return None, None
-        ledger = self._record_run(splits.dataset_name)
-        writer = self._writer = LedgerWriter(ledger, self.run_id, on_request=self.request)
+        evaluator.covers_prompt = splits.loss_covers_prompt
         tap = LossTap()
         tiers = TwoTierCallback(
             run_id=self.run_id,
@@ -220,11 +245,12 @@ class TrainingRun:
             evaluator=evaluator,
             loss_tap=tap,
             settings=TierSettings(config.log_steps, config.eval_steps, config.gap_threshold),
+            reader=splits.reader,
         )
         trainer = TwoTierTrainer(
             model=model,
             args=arguments,
-            train_dataset=[{"input_ids": e.input_ids, "labels": e.labels} for e in splits.train],
+            train_dataset=splits.train,
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id),
             processing_class=tokenizer,
             callbacks=[tiers, ControlCallback(self, writer), *self.callbacks],
@@ -259,6 +285,7 @@ class TrainingRun:
                 max_steps=config.max_steps,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                phase=Phases.start("loading the model", now),
             ),
         )
         return ledger
@@ -271,6 +298,32 @@ class TrainingRun:
             self._nonfinite = f"the loss became {bad[1]} at step {event.step} on example {event.prompt[:80]!r}"
             if not self.config.stop_on_nan:
                 log.warning("%s; training goes on (stop_on_nan is off)", self._nonfinite)
+
+
+class Phases:
+    """What the run does before training, sent to the ledger (`RunInfo.phase`) as `progress(phase, done, total)`
+    calls come: at most twice a second, and whenever the phase changes or ends."""
+
+    NAMES = {"loading": "reading the data", "tokenizing": "tokenizing"}  # the data pipeline's phases, shown
+
+    def __init__(self, writer: LedgerWriter, every_s: float = 0.5) -> None:
+        self.writer = writer
+        self.every_s = every_s
+        self._name: str | None = None
+        self._since = self._sent = 0.0
+
+    @staticmethod
+    def start(name: str, now: float) -> dict[str, Any]:
+        return {"name": name, "done": 0, "total": None, "since": now}
+
+    def __call__(self, phase: str, done: int = 0, total: int | None = None) -> None:
+        name, now = self.NAMES.get(phase, phase), time.time()
+        if name != self._name:
+            self._name, self._since = name, now
+        elif now - self._sent < self.every_s and done != total:
+            return
+        self._sent = now
+        self.writer.set_phase({**self.start(name, self._since), "done": done, "total": total})
 
 
 def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:

@@ -13,6 +13,7 @@ it), the next step's `on_step_begin` or `on_train_end` publishes what is due wit
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,10 +24,21 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from ..store.records import Kind, StepEvent
 from .cadence import TierSettings
-from .capture import Example, ForwardHook, split_example
+from .capture import ForwardHook
+from .chat import RowReader, Shown
 from .errors import ConfigError
 from .evaluate import EvalFailure, EvalResult, Evaluator, answers_match
 from .loss import LossTap, Reading
+
+log = logging.getLogger("twotier.engine")
+# What the Trainer logs that an event holds in fields of its own; every other logged key goes to `metrics`.
+OWN_FIELDS = ("learning_rate", "grad_norm", "epoch")
+COVERS_PROMPT = (
+    "the training loss covers the prompt too (nothing before the answer is masked), so the example's loss and "
+    "the train loss include the prompt; the validation loss is scored over the same tokens, so the gap compares "
+    "like with like. To train on answers only, set assistant_only_loss=True (messages) or "
+    "completion_only_loss=True (prompt/completion) in TRL's SFTConfig, or give the engine prompt/answer rows"
+)
 
 
 @dataclass
@@ -35,7 +47,7 @@ class _Due:
 
     kind: Kind
     step: int
-    example: Example
+    example: Shown
     reading: Reading
     tokens_per_s: float | None
     evaluation: EvalResult | EvalFailure | None
@@ -53,7 +65,10 @@ class TwoTierCallback(TrainerCallback):
         evaluator: Evaluator | None,
         settings: TierSettings | None = None,
         loss_tap: LossTap | None = None,
+        reader: RowReader | None = None,
     ) -> None:
+        """`reader` splits a training row into prompt and golden content (the chat template's markers left
+        out); `loss_tap` is fed by a `TwoTierTrainer`, else a forward hook on the model feeds one."""
         if (settings or TierSettings()).eval_steps and evaluator is None:
             raise ConfigError("full evals need validation examples: pass an Evaluator, or set eval_steps to 0")
         self.run_id = run_id
@@ -62,7 +77,10 @@ class TwoTierCallback(TrainerCallback):
         self.evaluator = evaluator
         self.settings = settings or TierSettings()
         self.tap = loss_tap or LossTap()
+        self.reader = reader or RowReader(tokenizer, None)
         self._needs_hook = loss_tap is None
+        self._checked_mask = False
+        self._told_unavailable = False
         self._hook: ForwardHook | None = None
         self._due: _Due | None = None
         self._started = time.time()
@@ -110,7 +128,8 @@ class TwoTierCallback(TrainerCallback):
         if self.tap.last is None or not state.is_world_process_zero:
             return
         reading = self.tap.read(since_eval=kind is Kind.FULL)  # the host sync of this log step
-        example = split_example(reading.input_ids, reading.labels, self.tokenizer.pad_token_id)
+        self._check_reading(reading)
+        example = self.reader.show(reading.input_ids, reading.labels)
         now = time.perf_counter()
         tokens_per_s = reading.input_tokens / (now - self._last_read) if now > self._last_read else None
         evaluation = None
@@ -130,27 +149,41 @@ class TwoTierCallback(TrainerCallback):
         if logs and "loss" in logs:
             self._publish_due(logs, epoch=state.epoch)
 
+    def _check_reading(self, reading: Reading) -> None:
+        """Say once what the step's output cannot give, and what the training loss covers (the gap follows it)."""
+        if self.tap.unavailable is not None and not self._told_unavailable:
+            self._told_unavailable = True
+            log.warning("%s; the fast log shows the example and the trainer's loss only", self.tap.unavailable)
+        if not self._checked_mask and reading.labels:
+            self._checked_mask = True
+            if self.reader.covers_prompt(reading.labels):
+                log.warning(COVERS_PROMPT)
+                if self.evaluator is not None:
+                    self.evaluator.covers_prompt = True
+
     def _publish_due(self, logs: dict[str, float], epoch: float | None = None) -> None:
         due, self._due = self._due, None
         if due is None:
             return
-        golden = self._decode(due.example.golden_ids)
+        golden = due.example.golden
+        batch_loss = due.reading.batch_loss if due.reading.batch_loss is not None else logs.get("loss")
         event = StepEvent(
             run_id=self.run_id,
             step=due.step,
             kind=due.kind,
             wall_time=time.time(),
             elapsed_s=time.time() - self._started,
-            prompt=self._decode(due.example.prompt_ids),
+            prompt=due.example.prompt,
             golden=golden,
             loss=due.reading.loss,
-            prompt_tokens=len(due.example.prompt_ids),
-            golden_tokens=len(due.example.golden_ids),
-            batch_loss=due.reading.batch_loss,
+            prompt_tokens=due.example.prompt_tokens,
+            golden_tokens=due.example.golden_tokens,
+            batch_loss=batch_loss,
             learning_rate=logs.get("learning_rate"),
             grad_norm=logs.get("grad_norm"),
             tokens_per_s=due.tokens_per_s,
             epoch=epoch,
+            metrics=logged_metrics(logs),
         )
         if isinstance(due.evaluation, EvalFailure):
             event = replace(event, eval_error=due.evaluation.error)
@@ -175,5 +208,12 @@ class TwoTierCallback(TrainerCallback):
             probes=result.probes,
         )
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+def logged_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """Every number the Trainer logged at the step (TRL's entropy, mean_token_accuracy, num_tokens, the
+    library's own loss...) that the event has no field of its own for."""
+    return {
+        key: float(value)
+        for key, value in logs.items()
+        if key not in OWN_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from .loss import LossTap, token_losses
+from .capture import LOGITS, Captured, TokenLosses, document_ids, token_losses
+from .loss import LossTap
 
 
 class TwoTierTrainer(Trainer):
@@ -33,7 +34,9 @@ class TwoTierTrainer(Trainer):
         labels = inputs["labels"]
         outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
         losses, mask = token_losses(outputs.logits, labels)
-        self.loss_tap.record(inputs["input_ids"], labels, losses, mask, inputs.get("attention_mask"))
+        documents = document_ids(inputs, tuple(labels.shape), losses.device)
+        tokens = TokenLosses(losses.detach(), mask, LOGITS)
+        self.loss_tap.record(Captured(inputs["input_ids"].detach(), labels, documents, tokens))
         if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             loss = losses.sum() / torch.as_tensor(num_items_in_batch, device=losses.device)
             if self.args.average_tokens_across_devices:

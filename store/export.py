@@ -53,7 +53,7 @@ def write_records(
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for record in records:
-            writer.writerow({key: _plain(value) for key, value in record.items()})
+            writer.writerow({key: _flat(value) for key, value in record.items()})
             count += 1
     else:
         for record in records:
@@ -68,7 +68,7 @@ def write_parquet(records: Iterable[dict[str, Any]], columns: tuple[str, ...], p
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{key: _plain(record[key]) for key in columns} for record in records]
+    rows = [{key: _flat(record[key]) for key in columns} for record in records]
     table = pa.Table.from_pylist(rows) if rows else pa.table({key: pa.array([], pa.null()) for key in columns})
     try:
         pq.write_table(table.select(list(columns)), path)
@@ -82,4 +82,12 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
     return value
+
+
+def _flat(value: Any) -> Any:
+    """A value for a flat format (CSV, Parquet): a dict such as an event's metrics becomes JSON text."""
+    value = _plain(value)
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value

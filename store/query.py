@@ -163,6 +163,34 @@ def curves(reader: LedgerReader, run: RunInfo) -> Curves:
     return Curves(run, steps, train, eval_steps, val, accuracy, score)
 
 
+@dataclass(frozen=True)
+class LoggedMetric:
+    """One key the trainer logged beside the loss (TRL's entropy, num_tokens...): its first and last value."""
+
+    key: str
+    first_step: int | None
+    first: float | None
+    last_step: int | None
+    last: float | None
+
+
+def logged_metrics(reader: LedgerReader, run_id: str) -> list[LoggedMetric]:
+    """Every key in the run's events' `metrics`, at its first and last event (two indexed reads)."""
+    firsts = reader.events_after(run_id, 0, limit=1)
+    first, last = (firsts[0] if firsts else None), reader.last_figures(run_id)[0]
+    keys = sorted(set(first.metrics if first else {}) | set(last.metrics if last else {}))
+    return [
+        LoggedMetric(
+            key,
+            first.step if first and key in first.metrics else None,
+            first.metrics.get(key) if first else None,
+            last.step if last and key in last.metrics else None,
+            last.metrics.get(key) if last else None,
+        )
+        for key in keys
+    ]
+
+
 def probe_history(reader: LedgerReader, run_id: str) -> ProbeHistory:
     """Flips and regressions are changes between one full eval and the next of the same probe example."""
     history = ProbeHistory()

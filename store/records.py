@@ -106,6 +106,8 @@ class StepEvent:
     grad_norm: float | None = None
     tokens_per_s: float | None = None
     epoch: float | None = None
+    # Every other number the trainer logged at this step, by its key (TRL's entropy, mean_token_accuracy...).
+    metrics: dict[str, float] = field(default_factory=dict, metadata=stored(JSON))
     wall_time: float
     elapsed_s: float
     probes: tuple[ProbeResult, ...] = field(default=(), metadata=stored(NOT_STORED))
@@ -156,6 +158,10 @@ class RunInfo:
     queue_position: float | None = None
     workdir: str | None = None
     env: dict[str, str] = field(default_factory=dict, metadata=stored(JSON))
+    # What a run does before its first step (loading the model, tokenizing...), for a viewer in another process:
+    # {"name": ..., "done": rows so far, "total": rows or None, "since": when it began}; None once training.
+    phase: dict[str, Any] | None = field(default=None, metadata=stored(JSON))
+    trained_from: float | None = None  # when training began: started_at to here was loading
 
     @property
     def opened(self) -> float:

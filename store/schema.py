@@ -247,7 +247,7 @@ def _fields(column: Column, texts: Any, run: Any, *, backref: str) -> dict[str, 
     if column.how == "text":
         return {column.name: ForeignKeyField(texts, null=null)}
     if column.how == "json":
-        return {column.name: TextField(null=True) if column.factory is not None else TextField()}
+        return {column.name: TextField(null=True) if column.factory is not None or column.nullable else TextField()}
     fields: dict[str, Field] = {}
     if column.keeps_nan:
         fields[f"{column.name}_nonfinite"] = BooleanField(default=False)

@@ -7,6 +7,7 @@ and sets the run's final status only after everything queued before it is on dis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -45,10 +46,17 @@ class _StatusChange:
     interrupted: bool = False  # a final stop that a signal caused, not a request
 
 
+@dataclass(frozen=True)
+class _PhaseChange:
+    phase: dict[str, Any] | None
+    trained_from: float | None = None
+
+
 @dataclass
 class _Pending:
     events: list[StepEvent] = field(default_factory=list)
     status: _StatusChange | None = None
+    phase: _PhaseChange | None = None
 
 
 def create_run(ledger: Ledger, run: RunInfo) -> None:
@@ -111,7 +119,7 @@ class LedgerWriter:
         self._flush_interval = flush_interval
         self._on_request = on_request
         self._last_request = 0
-        self._queue: queue.SimpleQueue[StepEvent | _StatusChange] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[StepEvent | _StatusChange | _PhaseChange] = queue.SimpleQueue()
         self._texts = TextInterner(ledger.tables.text)
         self._thread = threading.Thread(target=self._loop, name="twotier-ledger", daemon=True)
         self._failure: str | None = None
@@ -127,6 +135,14 @@ class LedgerWriter:
     def set_status(self, status: RunStatus, done: tuple[int, ...] = ()) -> None:
         """Record the run's status, and that the control requests `done` are carried out."""
         self._queue.put(_StatusChange(status, done=done))
+
+    def set_phase(self, phase: dict[str, Any] | None) -> None:
+        """What the run does before training (see `RunInfo.phase`); a later phase replaces an earlier one."""
+        self._queue.put(_PhaseChange(phase))
+
+    def training_began(self) -> None:
+        """The loading phases are over: clear the phase and record when training began."""
+        self._queue.put(_PhaseChange(None, time.time()))
 
     @property
     def failure(self) -> str | None:
@@ -171,7 +187,12 @@ class LedgerWriter:
             backlog = self._drain(pending)
             self._poll_requests()
             now = time.time()
-            if not pending.events and pending.status is None and now - last_beat < HEARTBEAT_S:
+            if (
+                not pending.events
+                and pending.status is None
+                and pending.phase is None
+                and now - last_beat < HEARTBEAT_S
+            ):
                 continue
             try:
                 try:
@@ -266,6 +287,10 @@ class LedgerWriter:
             if isinstance(message, _StatusChange):
                 carried = pending.status.done if pending.status is not None else ()
                 pending.status = replace(message, done=carried + message.done)
+            elif isinstance(message, _PhaseChange):
+                # A later phase replaces an earlier one, but never drops when training began.
+                began = message.trained_from or (pending.phase.trained_from if pending.phase else None)
+                pending.phase = _PhaseChange(message.phase, began)
             else:
                 pending.events.append(message)
         return True
@@ -278,11 +303,18 @@ class LedgerWriter:
             update: dict[Any, Any] = {Run.heartbeat_at: now}
             if pending.events:
                 update[Run.last_step] = max(event.step for event in pending.events)
+            if pending.phase is not None:
+                update[Run.phase] = (
+                    None if pending.phase.phase is None else json.dumps(pending.phase.phase, sort_keys=True)
+                )
+                if pending.phase.trained_from is not None:
+                    update[Run.trained_from] = pending.phase.trained_from
             if pending.status is not None:
                 update[Run.status] = pending.status.status.value
                 if pending.status.final:
                     update[Run.ended_at] = now
                     update[Run.error] = pending.status.error
+                    update[Run.phase] = None  # a run that ended while loading does no more of it
                     update[Run.interrupted] = pending.status.interrupted
                 if pending.status.done:
                     Request = self._ledger.tables.request.model

@@ -98,6 +98,14 @@ def tiny(tiny_model_dir: Path) -> TinyModel:
 
 
 @pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chat demo model (byte-level BPE, ChatML tokens, Qwen2-Instruct's template, random Qwen2), by path."""
+    from twotier.engine.chat_demo import write_chat_model
+
+    return write_chat_model(tmp_path_factory.mktemp("chat-model"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def demo_examples(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Tokenized demo train and validation splits."""
     from twotier.engine.data import load_splits

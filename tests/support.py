@@ -538,3 +538,191 @@ def poisoned_model(folder: Path) -> Path:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["write"]:
     _write_forever(Path(sys.argv[2]), sys.argv[3])
+
+
+# ---- TRL scripts on the chat demo model (byte-level BPE, ChatML, random Qwen2) ------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One document of a training forward: its loss as the step's own output gave it, and scored alone."""
+
+    step: int
+    row: int
+    document: int
+    source: str
+    captured: float
+    alone: float
+    tokens: int
+    alone_tokens: int
+
+
+def score_alone() -> Any:
+    """A Trainer callback (test-only) that captures each training forward and scores every document alone.
+
+    Its re-scoring forward runs inside the hook, so the weights are those the step's own forward used."""
+    import torch
+    from transformers import TrainerCallback
+
+    from twotier.engine.capture import Captured, Unavailable, capture, document_loss, split_row, token_losses
+
+    class ScoreAlone(TrainerCallback):
+        def __init__(self) -> None:
+            self.checked: list[Scored] = []
+            self.documents_per_batch: list[int] = []
+            self.captures: list[Captured] = []
+            self.unavailable: list[str] = []
+            self.step = 0
+            self._hook: Any = None
+            self._busy = False
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.step = state.global_step + 1
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._hook.remove()
+
+        def _on_forward(self, module: Any, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+            if self._busy or not module.training:
+                return
+            captured = capture(kwargs, args, output)
+            if captured is None:
+                return
+            if isinstance(captured, Unavailable) or isinstance(captured.tokens, Unavailable):
+                reason = captured.reason if isinstance(captured, Unavailable) else captured.tokens.reason  # type: ignore[union-attr]
+                self.unavailable.append(reason)
+                return
+            self.captures.append(captured)
+            self._busy = True  # the re-scoring forward below must not be captured itself
+            try:
+                self._score(module, captured)
+            finally:
+                self._busy = False
+
+        def _score(self, module: Any, captured: Captured) -> None:
+            documents = captured.documents.cpu()
+            count = 0
+            for row in range(captured.input_ids.shape[0]):
+                ids, labels = captured.input_ids[row].tolist(), captured.labels[row].tolist()
+                for doc in split_row(ids, labels, documents[row].tolist()):
+                    if not doc.targets:
+                        continue
+                    count += 1
+                    total, tokens = document_loss(captured.tokens, captured.documents, row, doc.index)  # type: ignore[arg-type]
+                    module.eval()
+                    try:
+                        with torch.no_grad():
+                            alone_ids = torch.tensor([doc.input_ids])
+                            logits = module(input_ids=alone_ids, attention_mask=torch.ones_like(alone_ids)).logits
+                    finally:
+                        module.train()
+                    losses, mask = token_losses(logits, torch.tensor([doc.labels]))
+                    source = captured.tokens.source  # type: ignore[union-attr]
+                    alone = (losses.sum() / mask.sum()).item()
+                    own = (total / tokens).item()
+                    self.checked.append(
+                        Scored(self.step, row, doc.index, source, own, alone, int(tokens), int(mask.sum()))
+                    )
+            self.documents_per_batch.append(count)
+
+    return ScoreAlone()
+
+
+def chat_data(count: int, seed: int = 3, *, kind: str = "messages") -> Any:
+    """The chat demo's conversations as a `datasets` Dataset of `messages`, or of conversational prompt/completion."""
+    from datasets import Dataset
+
+    from twotier.engine.chat_demo import chat_rows
+
+    rows = chat_rows(count, seed)
+    if kind == "prompt_completion":
+        return Dataset.from_list([{"prompt": r["messages"][:-1], "completion": r["messages"][-1:]} for r in rows])
+    return Dataset.from_list(rows)
+
+
+def lora(r: int = 8) -> Any:
+    import peft
+
+    return peft.LoraConfig(
+        r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+    )
+
+
+def sft_trainer(model_dir: Path, out: Path, rows: Any, *, callbacks: Sequence[Any] = (), **settings: Any) -> Any:
+    """An SFTTrainer for a few CPU steps, not yet trained; gradient checkpointing off unless asked (TRL turns it on).
+    `eval_dataset` and `peft_config` go to the trainer, every other setting to SFTConfig."""
+    import trl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    extra = {key: settings.pop(key) for key in ("eval_dataset", "peft_config", "trainer_class") if key in settings}
+    config = {
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 5e-3,
+        "max_length": 128,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        **settings,
+    }
+    args = trl.SFTConfig(
+        output_dir=str(out),
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        **config,
+    )
+    trainer_class = extra.pop("trainer_class", trl.SFTTrainer)
+    return trainer_class(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        args=args,
+        train_dataset=rows,
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+        callbacks=list(callbacks),
+        **extra,
+    )
+
+
+def tokenized_rows(tokenizer: Any, rows: Any) -> list[dict[str, list[int]]]:
+    """What a plain Trainer script feeds: the templated prompt masked, the answer and its end of turn trained."""
+    out = []
+    for row in rows:
+        prompt = tokenizer.apply_chat_template(row["messages"][:-1], add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        prompt_ids, full_ids = tokenizer(prompt)["input_ids"], tokenizer(full)["input_ids"]
+        out.append({"input_ids": full_ids, "labels": [-100] * len(prompt_ids) + full_ids[len(prompt_ids) :]})
+    return out
+
+
+def plain_trainer(chat_model_dir: Path, tmp_path: Path, callbacks: list[Any], model: Any = None) -> Any:
+    """A plain transformers Trainer for 4 CPU steps on tokenized chat rows, with a tokenized eval_dataset."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    from twotier.engine.data import collate
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model_dir)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=5e-3,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+    return Trainer(
+        model=model or AutoModelForCausalLM.from_pretrained(chat_model_dir),
+        args=args,
+        train_dataset=tokenized_rows(tokenizer, chat_data(64)),
+        eval_dataset=tokenized_rows(tokenizer, chat_data(8, seed=9)),
+        data_collator=lambda batch: collate(batch, tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )

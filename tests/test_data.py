@@ -90,7 +90,7 @@ def test_without_a_validation_file_a_seeded_fraction_is_held_out(tiny, tmp_path)
 
 
 def test_demo_validation_words_never_appear_in_training(demo_examples):
-    train = {tuple(e.prompt_ids) for e in demo_examples.train}
+    train = {tuple(demo_examples.reader.split(row["input_ids"], row["labels"])[0]) for row in demo_examples.train}
     assert not any(tuple(e.prompt_ids) in train for e in demo_examples.validation)
 
 

@@ -36,7 +36,7 @@ def test_every_event_has_the_example_and_its_loss(short_run):
         assert event.prompt.startswith("reverse ")
         assert event.golden and event.loss is not None and event.loss > 0
         assert event.prompt_tokens == len(event.prompt) + 1  # one token per character, plus BOS
-        assert event.golden_tokens == len(event.golden) + 1  # plus EOS
+        assert event.golden_tokens == len(event.golden)  # the content's own tokens: EOS is not counted
         assert event.learning_rate is not None and event.grad_norm is not None
 
 

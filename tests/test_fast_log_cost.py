@@ -54,7 +54,7 @@ def train(tiny, examples, tmp_path, *, ours: bool, max_steps=10, log_steps=1, ev
         remove_unused_columns=False,
         dataloader_pin_memory=False,
     )
-    data = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples.train[:200]]
+    data = examples.train.select(range(200))
     common = {
         "model": tiny.model,
         "args": args,

@@ -61,8 +61,8 @@ def test_show_accepts_an_id_a_prefix_a_name_and_latest(capsys, two_runs):
 
 def test_show_prints_each_config_key_with_its_value(capsys, short_run):
     out = twotier(capsys, short_run.ledger, "show", short_run.run_id)[1]
-    assert "  learning_rate      0.003" in out.splitlines()
-    assert "  log_steps          5" in out.splitlines()
+    rows = [line.split() for line in out.splitlines()]
+    assert ["learning_rate", "0.003"] in rows and ["log_steps", "5"] in rows
 
 
 def test_show_lists_exactly_the_config_keys_not_the_writers_host_and_pid(capsys, short_run):

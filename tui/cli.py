@@ -82,6 +82,17 @@ def _add_setting(group: argparse._ArgumentGroup, spec: dataclasses.Field[Any]) -
     if kinds == (bool,):
         group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         return
+    if kinds == (bool, str):  # chat_template: the flag alone means true, else a file or template (or false)
+        group.add_argument(
+            flag,
+            dest=spec.name,
+            nargs="?",
+            const=True,
+            type=_flag_value(spec.name, kinds),
+            metavar="VALUE",
+            help=help_text,
+        )
+        return
     metavars: dict[tuple[type, ...], str] = {(int,): "N", (float,): "X", (str,): "TEXT", (dict,): "JSON"}
     metavar = metavars.get(kinds, "VALUE")
     group.add_argument(flag, dest=spec.name, type=_flag_value(spec.name, kinds), metavar=metavar, help=help_text)

@@ -20,6 +20,7 @@ from ..store.records import ProbeResult, StepEvent
 from .text import clip, printable
 
 TEXT_LIMIT = 400
+PROMPT_CELL = 60  # a prompt on one line of a table (probe rows)
 HEADLESS_RULE = "=" * 80
 DIFF_STYLE = "bold reverse"
 TITLE_STYLE = {True: "bold magenta", False: "bold cyan"}  # full eval, fast log
@@ -57,6 +58,26 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def fmt_elapsed(total: float | None, loading: float | None = None) -> str:
+    """A run's elapsed time, saying what it includes: the loading before its first step, when there was any."""
+    if loading is None or loading < 1:
+        return f"elapsed {fmt_duration(total)}"
+    return f"elapsed {fmt_duration(total)} (loading {fmt_duration(loading)} of it)"
+
+
+def fmt_phase(phase: dict[str, Any], now: float) -> str:
+    """What a run does before training, as a line: `tokenizing 1,200,000 rows · 45% · 0:31 left`."""
+    name, done, total = str(phase.get("name", "loading")), int(phase.get("done") or 0), phase.get("total")
+    spent = max(0.0, now - float(phase.get("since") or now))
+    if not total:
+        counted = f" · {done:,} rows" if done else ""
+        return f"{name}{counted} · {fmt_duration(spent)} so far"
+    share = min(1.0, done / total)
+    left = spent / share * (1 - share) if share > 0 else None
+    ahead = f"{fmt_duration(left)} left" if left is not None else "starting"
+    return f"{name} {int(total):,} rows · {share:.0%} · {ahead}"
+
+
 def fmt_clock(timestamp: float) -> str:
     """A wall-clock time in the local zone, to the minute."""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
@@ -91,6 +112,32 @@ def show(text: str, limit: int | None = TEXT_LIMIT) -> str:
     return printable(text if limit is None else clip(text, limit))
 
 
+def show_prompt(text: str, limit: int | None = TEXT_LIMIT) -> str:
+    """A prompt made safe, and when long cut from the left: a templated prompt (system prompt, earlier turns,
+    the last user turn, the generation opener) keeps its end, where the question is, never only its start.
+    The cut falls at a line start when one is near, so the kept part begins with the last turns whole."""
+    if limit is None or len(text) <= limit:
+        return printable(text)
+    tail = text[-limit:]
+    newline = tail.find("\n")
+    if 0 <= newline < limit // 2:
+        tail = tail[newline + 1 :]
+    return "..." + printable(tail)
+
+
+def fmt_metric(value: float) -> str:
+    """A number the trainer logged: whole numbers as such (num_tokens), others to four significant digits."""
+    if math.isfinite(value) and value == int(value) and abs(value) >= 1:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def metrics_line(metrics: dict[str, float]) -> str:
+    """What else the trainer logged at the step, by key; its own `loss` (a mean since its last log) is left to
+    the ledger: the block already shows the step's loss."""
+    return " | ".join(f"{key} {fmt_metric(value)}" for key, value in sorted(metrics.items()) if key != "loss")
+
+
 def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str = HEADLESS_RULE) -> Text:
     """One fast log or full eval as a block of lines; data text is printable and cut at `limit`."""
     text = Text()
@@ -103,7 +150,7 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
     line(f"{kind} - Step {event.step}", TITLE_STYLE[event.is_full])
     line(rule, "dim")
     line("📝 PROMPT:")
-    line(show(event.prompt, limit))
+    line(show_prompt(event.prompt, limit))
     line()
     line(f"✅ GOLDEN ({event.golden_tokens} tokens):")
     line(show(event.golden, limit))
@@ -131,6 +178,8 @@ def event_block(event: StepEvent, *, limit: int | None = TEXT_LIMIT, rule: str =
                 f" | eval {fmt_seconds(event.eval_seconds)} s"
             )
     line(stats_line(event))
+    if metrics_line(event.metrics):
+        line(f"🧾 logged: {metrics_line(event.metrics)}", "dim")
     text.append(rule, style="dim")
     return text
 
@@ -141,10 +190,10 @@ def event_line(event: StepEvent, width: int) -> Text:
     kind = "🔍" if event.is_full else "📍"
     tail = f"  loss {fmt_loss(event.loss)}"
     if event.is_full and event.model_output is not None:
-        tail = f"  {fmt_match(event.match)} {_one_line(event.model_output, 12)}{tail}"
+        tail = f"  {fmt_match(event.match)} {one_line(event.model_output, 12)}{tail}"
     room = max(8, width - len(tail) - len(str(event.step)) - 9)
-    golden = _one_line(event.golden, max(4, room // 3))
-    prompt = _one_line(event.prompt, max(4, room - len(golden)), from_left=True)
+    golden = one_line(event.golden, max(4, room // 3))
+    prompt = one_line(event.prompt, max(4, room - len(golden)), from_left=True)
     text = Text(f"{kind} {event.step}  ", style=TITLE_STYLE[event.is_full])
     text.append(prompt)
     text.append(" → ", style="dim")
@@ -156,7 +205,7 @@ def event_line(event: StepEvent, width: int) -> Text:
     return text
 
 
-def _one_line(text: str, limit: int, *, from_left: bool = False) -> str:
+def one_line(text: str, limit: int, *, from_left: bool = False) -> str:
     """Data text on one line, at most `limit` characters: cut at its end, or (`from_left`) at its start, which
     keeps the end of a long templated prompt, where the question is."""
     flat = printable(text).replace("\n", "⏎")
@@ -260,7 +309,7 @@ def probe_line(probe: ProbeResult, flip: str = "  ") -> Text:
     text.append(f"#{probe.probe_id:<3} ", style="dim")
     if probe.score is not None:
         text.append(f"{fmt_score(probe.score)} ", style="dim")
-    text.append(_one_line(probe.prompt, 60, from_left=True))
+    text.append(one_line(probe.prompt, PROMPT_CELL, from_left=True))
     text.append(" → ", style="dim")
     text.append(printable(probe.model_output))
     if probe.match is False and probe.golden is not None:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ...engine.runner import RunEnded, TrainingRun
 
 POLL_S = 0.3
+STARTING = "starting: recording the run…"  # until the run is in the ledger; its phase line says the rest
 HANGUP_EXIT = 129
 
 
@@ -112,7 +113,7 @@ class TwoTierApp(App[int]):
     def on_mount(self) -> None:
         self.show_run(self.run_ref)
         if self.engine is not None:
-            self.query_one(RunHeader).set_note("starting: loading the model and data…")
+            self.query_one(RunHeader).set_note(STARTING)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._hang_up)
             self.engine.start()
             self._watch_engine(self.engine)
@@ -175,6 +176,8 @@ class TwoTierApp(App[int]):
             self.notify(printable(f"a newer run started: now showing {name}"), markup=False)
         if poll.run is not None:
             self.run_id = poll.run.id
+            if header.note == STARTING:
+                header.set_note(None)
         steerable = self.steerable
         header.set_run(poll.run, poll.status, poll.pending)
         if self.steerable != steerable:

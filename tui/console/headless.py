@@ -115,7 +115,7 @@ def run_headless(
     from ...engine.runner import RunEnded, TrainingRun
 
     started = time.monotonic()
-    run = TrainingRun(config, resume=resume)
+    run = TrainingRun(config, resume=resume, progress_bars=True)  # datasets' and transformers' bars, on stderr
     caught: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:

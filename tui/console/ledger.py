@@ -27,7 +27,18 @@ from ...store.export import (
     write_records,
 )
 from ..cli import add_config_flags
-from ..render import EVAL_COLUMNS, answer_history, fmt_clock, fmt_duration, fmt_fraction, fmt_loss, fmt_steps
+from ..render import (
+    EVAL_COLUMNS,
+    PROMPT_CELL,
+    answer_history,
+    fmt_clock,
+    fmt_duration,
+    fmt_fraction,
+    fmt_loss,
+    fmt_metric,
+    fmt_steps,
+    one_line,
+)
 from ..text import clip, printable
 from .args import OneLineParser
 from .plot import plot_curves
@@ -204,6 +215,11 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
     lines += ["", "training loss (batch loss at each logged step)"] + _indent(chart(curves.steps, curves.train_loss))
     evals = reader.full_evals(run.id)
     lines += ["", f"full evals ({len(evals)})"] + _indent(_eval_table(evals))
+    logged = query.logged_metrics(reader, run.id)
+    if logged:
+        rows = [[m.key, _at(m.first, m.first_step), _at(m.last, m.last_step)] for m in logged]
+        lines += ["", "also logged by the trainer (json_extract(event.metrics, '$.KEY') in SQL)"]
+        lines += _indent(table(["key", "first", "last"], rows))
     history = query.probe_history(reader, run.id)
     for title, changes in (
         ("probe examples that never matched (output at the last full eval)", history.never_matched),
@@ -360,7 +376,14 @@ def _probe_table(changes: list[query.ProbeChange]) -> list[str]:
     if not changes:
         return ["(none)"]
     rows = [
-        [f"#{c.probe_id}", str(c.step), cell(c.prompt), cell(c.golden or "-"), cell(c.model_output)] for c in changes
+        [
+            f"#{c.probe_id}",
+            str(c.step),
+            one_line(c.prompt, PROMPT_CELL, from_left=True),
+            cell(c.golden or "-"),
+            cell(c.model_output),
+        ]
+        for c in changes
     ]
     return table(["probe", "step", "prompt", "golden", "model output"], rows)
 
@@ -384,6 +407,10 @@ def _indent(lines: list[str]) -> list[str]:
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return cell(text, 80)
+
+
+def _at(value: float | None, step: int | None) -> str:
+    return "-" if value is None or step is None else f"{fmt_metric(value)} (step {step})"
 
 
 def _sql_value(value: Any) -> str:

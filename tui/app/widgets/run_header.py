@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from ....store import RunInfo, StepEvent
 from ....store.records import ControlRequest
-from ...render import fmt_duration, fmt_steps, fmt_tokens_per_s
+from ...render import fmt_duration, fmt_elapsed, fmt_phase, fmt_steps, fmt_tokens_per_s
 from ...text import printable
 
 RATE_WINDOW = 20
@@ -126,6 +126,9 @@ class RunHeader(Static):
         else:
             text.append("  ·  ")
         text.append(label, style=style)
+        if run is not None and run.phase and run.status.is_live and self.status != "stale":
+            text.append("  ·  ")
+            text.append(printable(fmt_phase(run.phase, self._clock())), style="bold yellow")
         step = event.step if event is not None else (run.last_step if run is not None else 0)
         total = run.max_steps if run is not None else None
         percent = f"{100 * step / total:3.0f}%" if total else "   -"
@@ -163,13 +166,19 @@ class RunHeader(Static):
         return [
             "-- steps/s" if rate is None else f"{rate:.2f} steps/s",
             fmt_tokens_per_s(tokens),
-            f"elapsed {fmt_duration(self._elapsed(live))}",
+            fmt_elapsed(*self._elapsed(live)),
             f"ETA {fmt_duration(eta)}",
         ]
 
-    def _elapsed(self, live: bool) -> float | None:
-        if self.run is None:
-            return None
+    def _elapsed(self, live: bool) -> tuple[float | None, float | None]:
+        """The run's elapsed time and how much of it went to loading (None when not recorded)."""
+        run = self.run
+        if run is None:
+            return None, None
+        loaded = run.trained_from if run.trained_from is not None else (self._clock() if live and run.phase else None)
+        loading = loaded - run.started_at if loaded is not None else None
         if live:
-            return self._clock() - self.run.started_at
-        return self.latest.elapsed_s if self.latest is not None else None
+            return self._clock() - run.started_at, loading
+        # An ended run: its events' elapsed time counts training only; the loading came before it.
+        training = self.latest.elapsed_s if self.latest is not None else None
+        return (None if training is None else training + (loading or 0.0)), loading
