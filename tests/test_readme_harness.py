@@ -32,6 +32,12 @@ def test_match_marks_and_the_models_answer_differ_from_cpu_to_cpu():
     assert normalise('{"model_output": "cyq", "match": false}') == normalise('{"model_output": "a\\"b", "match": true}')
 
 
+def test_how_much_of_the_elapsed_time_was_loading_is_a_machines_figure():
+    shown = ["5.31 steps/s  ·  3,445 tok/s  ·  elapsed 0:00:07  ·  ETA -"]
+    assert matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loading 0:00:02 of it)  ·  ETA -"])
+    assert not matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loaded 0:00:02 of it)  ·  ETA -"])
+
+
 def test_an_ellipsis_line_stands_for_any_number_of_lines():
     shown = ["config", "  answer_field  answer", "  …", "  validation_split  0.1"]
     assert matches(shown, ["config", "  answer_field  answer", "  validation_split  0.1"])
