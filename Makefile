@@ -29,8 +29,11 @@ run: $(STAMP)
 headless: $(STAMP)
 	$(VENV)/bin/twotier-tui --headless
 
+# The suite in TEST_JOBS processes (pytest-xdist), each test file whole in one of them: the README's blocks
+# run in order in one folder, and a file's session fixtures are built once per process that needs them.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 test-reliability: $(STAMP)
 	TWOTIER_KILLS=20 TWOTIER_LOCK_S=60 $(PY) -m pytest -q -m reliability

@@ -269,7 +269,8 @@ class Tmux:
         """Run `command` in a new session of `size`; returns the file its exit status will be written to."""
         self._runs += 1
         status = cwd / ".readme" / f"app-{self._runs}.status"
-        shell = f"{command}; echo $? > {shlex.quote(str(status))}"
+        # The terminal's own size, not COLUMNS or LINES from the environment (Textual reads those first).
+        shell = f"unset COLUMNS LINES; {command}; echo $? > {shlex.quote(str(status))}"
         self("new-session", "-d", "-s", "app", "-x", str(size[0]), "-y", str(size[1]), "-c", str(cwd), shell)
         return status
 

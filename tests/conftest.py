@@ -21,6 +21,10 @@ from twotier.store import LedgerReader, LedgerWriter, RunStatus, create_run, ope
 # Nothing in the tests may reach a model or dataset hub; fail fast instead of waiting on a network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Under `make test` the suite runs in as many processes as there are cores (pytest-xdist): one torch thread
+# each, in the workers and in the programs they start, or they would fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,10 @@ def test_how_much_of_the_elapsed_time_was_loading_is_a_machines_figure():
     assert not matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loaded 0:00:02 of it)  ·  ETA -"])
 
 
+def test_a_float_whose_decimals_look_like_a_run_id_is_still_a_float():
+    assert matches(["0.136,2.199013095431858,x"], ["0.512,2.7182818284590,x"])
+
+
 def test_an_ellipsis_line_stands_for_any_number_of_lines():
     shown = ["config", "  answer_field  answer", "  …", "  validation_split  0.1"]
     assert matches(shown, ["config", "  answer_field  answer", "  validation_split  0.1"])
