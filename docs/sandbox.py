@@ -3,10 +3,12 @@ the checkout itself, and a private tmux server for the app's screens."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .readme import TORCH_THREADS, Block, explain, matches, regenerate, session
+from .readme import TORCH_THREADS, Block, explain, matches, normalise_all, regenerate, session
 
 BLOCK_TIMEOUT_S = 600
 SCREEN_TIMEOUT_S = 120
@@ -62,6 +64,23 @@ class Sandbox:
 
     def close(self) -> None:
         self.tmux.kill()
+        self._stop_daemons()
+
+    def _stop_daemons(self) -> None:
+        """Stop a `twotier daemon` that a block left serving (one that failed before its last block stopped
+        it): it holds the lock `<ledger>.daemon`, which names its pid, until it exits; SIGTERM stops it cleanly."""
+        for lock in self.root.glob("**/*.daemon"):
+            with lock.open("r") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    continue  # no daemon holds it
+                except BlockingIOError:
+                    pid = int(handle.read().strip() or 0)
+            if pid:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + BLOCK_TIMEOUT_S
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.2)
 
     def execute(self, block: Block, *, update: bool = False) -> Outcome:
         run: dict[str, Callable[[Block, bool], Outcome]] = {
@@ -237,6 +256,14 @@ def _ready(screen: str, trains: bool) -> bool:
     return ("FAST LOG" in screen or "FULL EVAL" in screen) and (not trains or "● running" in screen)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _spaced(command: str) -> str:
     """A shell command on one line, its spaces collapsed: two spellings of one command compare equal."""
     return " ".join(command.replace("\\\n", " ").split())
@@ -294,13 +321,16 @@ class Tmux:
         return None
 
     def wait_until_still(self, still_s: float = 3.0, timeout: float = SCREEN_TIMEOUT_S) -> str | None:
-        """The screen once it has not changed for `still_s` seconds (the app has caught up)."""
+        """The screen once it has not changed for `still_s` seconds (the app has caught up); a clock that
+        ticks (a live run's elapsed time) is no change, as the README's comparison counts none."""
         deadline = time.monotonic() + timeout
-        last, since = "", time.monotonic()
+        last: list[str] = []
+        since = time.monotonic()
         while time.monotonic() < deadline:
             screen = self.text()
-            if screen != last:
-                last, since = screen, time.monotonic()
+            seen = normalise_all(screen.split("\n"))
+            if seen != last:
+                last, since = seen, time.monotonic()
             elif screen and time.monotonic() - since >= still_s:
                 return screen
             time.sleep(0.25)

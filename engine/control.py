@@ -9,15 +9,14 @@ second, so no rank waits in a collective anywhere near the process-group timeout
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..store import LedgerWriter, RunStatus
 from .distributed import agree, hold_while_paused
-
-if TYPE_CHECKING:
-    from .runner import TrainingRun
+from .steering import Steering
 
 PAUSE_POLL_S = 0.2
 
@@ -25,16 +24,28 @@ PAUSE_POLL_S = 0.2
 class ControlCallback(TrainerCallback):
     """Holds the loop while the run is paused, ends it on a stop or a failure, and saves at the end.
 
-    `writer` is the run's ledger writer on the process that writes (rank 0), None on the others.
+    `steering` is what the run was asked; `writer` is the run's ledger writer on the process that writes
+    (rank 0), None on the others; `failure` says why training must end as failed (None while it may go on);
+    `save_at_end`: save a checkpoint at the last step too (the command line's runs; a user's script saves
+    as its own arguments say).
     """
 
-    def __init__(self, run: TrainingRun, writer: LedgerWriter | None) -> None:
-        self.run = run
+    def __init__(
+        self,
+        steering: Steering,
+        writer: LedgerWriter | None,
+        failure: Callable[[], str | None] = lambda: None,
+        *,
+        save_at_end: bool = True,
+    ) -> None:
+        self.steering = steering
         self.writer = writer
+        self.failure = failure
+        self.save_at_end = save_at_end
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        run = self.run
-        decided = agree(stop=run.stop_requested, pause=run.paused, failure=run.failure is not None)
+        run = self.steering
+        decided = agree(stop=run.stop_requested, pause=run.paused, failure=self.failure() is not None)
         if decided.failure:
             control.should_training_stop = True  # no checkpoint: the weights are what failed
             return
@@ -46,7 +57,7 @@ class ControlCallback(TrainerCallback):
         if decided.stop:
             control.should_training_stop = True
             control.should_save = True
-        elif state.global_step >= state.max_steps:
+        elif self.save_at_end and state.global_step >= state.max_steps:
             control.should_save = True
 
     def _set_status(self, status: RunStatus, done: tuple[int, ...]) -> None:

@@ -71,6 +71,9 @@ class Daemon:
 
     def serve(self) -> int:
         """Serve until stopped (SIGTERM, SIGINT, SIGHUP or `stop()`); returns the exit status."""
+        # Create the ledger (and its folder) first: a daemon started on a fresh server, before any `twotier
+        # submit`, must neither fail on the missing folder nor read a file that a first submit is creating.
+        open_ledger(self.ledger).close()
         with DaemonLock(self.ledger):
             previous = {sig: signal.signal(sig, lambda *_: self.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is no reason to stop

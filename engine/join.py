@@ -3,7 +3,8 @@
 Everything the engine's runner is given by a config, this reads from the trainer: the tokenizer, the validation
 examples and probes (from `trainer.eval_dataset`, in any format TRL accepts), the run's name, model, steps, full
 settings and LoRA adapter. It opens a run in the ledger when training begins, closes it when training ends, and
-marks it failed with the error when training raises.
+marks it failed with the error when training raises. Pause and stop requests for the run (`twotier pause RUN`, the
+app) are acted on at a step end through the same `ControlCallback` as the command line's runs.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from ..store.errors import first_line
 from .cadence import TierSettings
 from .chat import RowReader, own_template, probe_wrapper
 from .config import Config
+from .control import ControlCallback
 from .data import Example, examples_from_rows
 from .errors import ConfigError
 from .evaluate import Evaluator
+from .steering import Steering
 from .tiers import TwoTierCallback
 
 log = logging.getLogger("twotier.engine")
@@ -41,7 +44,9 @@ class TwoTier(TwoTierCallback):
     Works with `Trainer`, `SFTTrainer` and their subclasses, LoRA (PEFT) models, gradient accumulation and packed
     batches. Each `trainer.train()` is a run of its own. Why `trainer.train` is wrapped: a Trainer calls no
     callback when training raises (`on_train_end` never comes), so the instance's `train` is wrapped to mark
-    the run failed, with the error, before the exception goes on; a Ctrl-C marks it stopped.
+    the run failed, with the error, before the exception goes on; a Ctrl-C marks it stopped. A stop requested
+    through the ledger ends training at the next step end with a checkpoint (in `args.output_dir`, whatever
+    `save_strategy` says) and marks the run stopped; a pause holds the loop at a step end until it is lifted.
     """
 
     def __init__(
@@ -102,6 +107,8 @@ class TwoTier(TwoTierCallback):
         }
         open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
         self._writer: LedgerWriter | None = None
+        self.steering = Steering()
+        self._control: ControlCallback | None = None
         _wrap_train(trainer, self)
 
     def on_train_begin(
@@ -113,26 +120,44 @@ class TwoTier(TwoTierCallback):
         **kwargs: Any,
     ) -> None:
         self.run_id = uuid.uuid4().hex[:12]
+        self.steering = Steering()  # each train() is a run of its own, asked things of its own
         if state.is_world_process_zero:
             ledger = open_ledger(self.ledger)
             create_run(ledger, self._run_info(state))
-            self._writer = LedgerWriter(ledger, self.run_id)
+            self._writer = LedgerWriter(ledger, self.run_id, on_request=self.steering.request)
+        # On every rank: the control callback agrees with the other ranks at each step end (a collective).
+        self._control = ControlCallback(self.steering, self._writer, save_at_end=False)
         super().on_train_begin(args, state, control, model, **kwargs)
+
+    def on_step_end(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        model: torch.nn.Module | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().on_step_end(args, state, control, model, **kwargs)
+        if self._control is not None:  # after the tiers, as in the command line's runs: the step is logged first
+            self._control.on_step_end(args, state, control, model=model, **kwargs)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         super().on_train_end(args, state, control, **kwargs)
-        self.close(RunStatus.FINISHED)
+        stopped = self.steering.stopped
+        self.close(RunStatus.STOPPED if stopped else RunStatus.FINISHED, done=self.steering.carried_out("stop"))
 
-    def close(self, status: RunStatus, error: str | None = None) -> None:
-        """End the open run (if any) with `status`: everything logged is written first."""
+    def close(self, status: RunStatus, error: str | None = None, *, done: tuple[int, ...] = ()) -> None:
+        """End the open run (if any) with `status`, carrying out the control requests `done`: everything logged
+        is written first."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        self._control = None
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close(status, error)
+            writer.close(status, error, done=done)
 
     def _submit(self, event: StepEvent) -> None:
         if self._writer is not None:

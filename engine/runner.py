@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger, reopen_run
 from ..store.errors import first_line
-from ..store.records import Action, ControlRequest
 from .config import Config
 from .errors import ConfigError
 from .resume import ResumePoint
+from .steering import Steering
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback, TrainingArguments
@@ -77,13 +77,7 @@ class TrainingRun:
         self.resumed: Resumed | None = None
         self._nonfinite: str | None = None
         self._writer: LedgerWriter | None = None
-        self._stop = threading.Event()
-        self._interrupted = False
-        self._running = threading.Event()
-        self._running.set()
-        # Control requests from the ledger, handed over by the writer's thread; and those acted on, by action.
-        self._requests: queue.SimpleQueue[ControlRequest] = queue.SimpleQueue()
-        self._acted: dict[str, list[int]] = {}
+        self.steering = Steering()
         self._thread = threading.Thread(target=self._main, name="twotier-train", daemon=True)
 
     def start(self) -> None:
@@ -91,50 +85,16 @@ class TrainingRun:
 
     def pause(self) -> None:
         """Hold the run after the current step (its status becomes paused)."""
-        self._running.clear()
+        self.steering.pause()
 
     def unpause(self) -> None:
-        self._running.set()
+        self.steering.unpause()
 
     def stop(self, *, interrupted: bool = True) -> None:
         """Finish the current step, write a checkpoint, flush the ledger, mark the run stopped.
         Asked while the model and data load, the run ends stopped before its first step.
         `interrupted`: a signal or the owner stopped it, not a user's request (a daemon takes it up again)."""
-        self._interrupted = self._interrupted or interrupted
-        self._stop.set()
-        self._running.set()
-
-    def request(self, request: ControlRequest) -> None:
-        """A control request from the ledger (called from the writer's thread); acted on at the next step end."""
-        self._requests.put(request)
-
-    def carried_out(self, action: str) -> tuple[int, ...]:
-        """The ids of the requests for `action` acted on since the last call: the writer marks them done."""
-        return tuple(self._acted.pop(action, ()))
-
-    @property
-    def stop_requested(self) -> bool:
-        self._take_requests()
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        self._take_requests()
-        return not self._running.is_set()
-
-    def _take_requests(self) -> None:
-        while True:
-            try:
-                request = self._requests.get_nowait()
-            except queue.Empty:
-                return
-            self._acted.setdefault(request.action.value, []).append(request.id or 0)
-            if request.action is Action.PAUSE:
-                self.pause()
-            elif request.action is Action.UNPAUSE:
-                self.unpause()
-            else:
-                self.stop(interrupted=False)
+        self.steering.stop(interrupted=interrupted)
 
     @property
     def started(self) -> bool:
@@ -157,8 +117,9 @@ class TrainingRun:
             if writer is None:
                 self._end(RunEnded(RunStatus.STOPPED, None))
                 return
-            if self.stop_requested:  # asked while the model and data loaded
-                writer.close(RunStatus.STOPPED, done=self.carried_out("stop"), interrupted=self._interrupted)
+            steering = self.steering
+            if steering.stop_requested:  # asked while the model and data loaded
+                writer.close(RunStatus.STOPPED, done=steering.carried_out("stop"), interrupted=steering.interrupted)
                 self._end(RunEnded(RunStatus.STOPPED, self.run_id))
                 return
             writer.training_began()
@@ -167,8 +128,8 @@ class TrainingRun:
             if self.failure is not None:
                 self._fail(writer, self.failure, 1)
                 return
-            status = RunStatus.STOPPED if self._stop.is_set() else RunStatus.FINISHED
-            writer.close(status, done=self.carried_out("stop"), interrupted=self._interrupted)
+            status = RunStatus.STOPPED if steering.stopped else RunStatus.FINISHED
+            writer.close(status, done=steering.carried_out("stop"), interrupted=steering.interrupted)
             self._end(RunEnded(status, self.run_id, step=trainer.state.global_step))
         except TwoTierError as err:
             self._fail(self._writer, str(err), err.exit_code)
@@ -209,9 +170,11 @@ class TrainingRun:
         hf_logging.set_verbosity_error()
         config = self.config
         config.check_sources()
-        if self._stop.is_set():
+        if self.steering.stopped:
             return None, None
-        writer = self._writer = LedgerWriter(self._record_run(config.dataset), self.run_id, on_request=self.request)
+        writer = self._writer = LedgerWriter(
+            self._record_run(config.dataset), self.run_id, on_request=self.steering.request
+        )
         phases = Phases(writer)
         run_dir = Path(config.output_dir) / self.run_id
         set_seed(config.seed)
@@ -253,7 +216,7 @@ class TrainingRun:
             train_dataset=splits.train,
             data_collator=partial(collate, pad_id=tokenizer.pad_token_id),
             processing_class=tokenizer,
-            callbacks=[tiers, ControlCallback(self, writer), *self.callbacks],
+            callbacks=[tiers, ControlCallback(self.steering, writer, lambda: self.failure), *self.callbacks],
             loss_tap=tap,
         )
         for noisy in (PrinterCallback, ProgressCallback):
@@ -267,7 +230,9 @@ class TrainingRun:
         now = time.time()
         if self.resume_point is not None:
             superseded = reopen_run(ledger, self.run_id, self.resume_point.step)
-            self.resumed = Resumed(self.resume_point.step, superseded)
+            if self.resume_point.checkpoint is not None or superseded:
+                # Else nothing came before: a queued run the daemon starts, which is no resume to report.
+                self.resumed = Resumed(self.resume_point.step, superseded)
             return ledger
         name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         create_run(

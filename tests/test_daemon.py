@@ -166,3 +166,13 @@ def run_error(ledger: Path, run_id: str) -> str:
         run = reader.run(run_id)
     assert run.status.value == "failed", run
     return run.error or ""
+
+
+def test_a_daemon_started_before_any_run_creates_the_ledger_and_serves_the_first_submit(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(SHORT))
+    daemon = start_daemon(tmp_path)  # no runs/ folder, no ledger yet: a fresh server
+    try:
+        run_id = submit(tmp_path, "--max-steps", "5", "--eval-steps", "5")
+        assert wait_for_status(ledger_of(tmp_path), run_id, "finished", "failed") == "finished"
+    finally:
+        assert "Traceback" not in stop_daemon(daemon)
