@@ -174,7 +174,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b\d+:\d{2}:\d{2}\b"), "<duration>"),
     # How much of the elapsed time was loading is shown only when it took a second or more: a machine's figure.
     (re.compile(r" +\(loading <duration> of it\)"), ""),
-    (re.compile(r"[-+]?\d+\.\d{6,}(?:e[-+]?\d+)?"), "<float>"),  # a repr, before its digits can pass for an id
+    (re.compile(r"[-+]?\d+\.\d{5,}(?:e[-+]?\d+)?"), "<float>"),  # a repr, before its digits can pass for an id
     (re.compile(r"\b[0-9a-f]{12}\b"), "<id>"),
     (re.compile(r"[-+]?\d+(?:\.\d+)?e[-+]?\d+"), "<sci>"),
     (re.compile(r"\b(?:true|false|True|False)\b"), "<bool>"),
