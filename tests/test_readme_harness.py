@@ -32,6 +32,13 @@ def test_match_marks_and_the_models_answer_differ_from_cpu_to_cpu():
     assert normalise('{"model_output": "cyq", "match": false}') == normalise('{"model_output": "a\\"b", "match": true}')
 
 
+def test_the_answers_of_a_probe_history_differ_from_cpu_to_cpu_but_its_format_does_not():
+    shown = ["step     50  ❌ 0.35  olmeh", "step    100  ✅ 1.00  «olleh»", "step     50  💬    -  wt"]
+    actual = ["step     50  ❌ 0.42  «olleh» x", "step    100  ✅ 0.91  olle", "step     50  💬    -"]
+    assert matches(shown, actual)
+    assert not matches(["step     50  ❌ 0.35  olmeh"], ["step     50  ❌ 0.4  olmeh"])
+
+
 def test_an_ellipsis_line_stands_for_any_number_of_lines():
     shown = ["config", "  answer_field  answer", "  …", "  validation_split  0.1"]
     assert matches(shown, ["config", "  answer_field  answer", "  validation_split  0.1"])
