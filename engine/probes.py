@@ -37,7 +37,7 @@ def load_probes(path: str, config: Config, tokenizer: Any, template: str | None)
 
     `template` is the chat template the training data was encoded with (None: none), so prompt/answer rows
     are asked as the model was trained; `messages` rows always use one, as in the dataset."""
-    rows = [dict(row) for row in open_rows(path)]
+    rows = [dict(row) for row in open_rows(path, cache_dir=config.cache_dir)]
     # The probe file's own columns decide its format, whatever `data_format` says of the dataset.
     settings = dataclasses.replace(config, data_format=None)
     columns = list(rows[0])
