@@ -75,7 +75,7 @@ class TwoTier(TwoTierCallback):
         rule = parse_match_rule(match, "TwoTier")
         template = own_template(tokenizer)
         reader = RowReader(tokenizer, probe_wrapper(tokenizer, template) if template else None)
-        validation, asked_with = held_out_and_template(trainer, tokenizer, eval_samples) if eval_steps else ([], None)
+        validation, asked_with = held_out(trainer, tokenizer, eval_samples) if eval_steps else ([], None)
         evaluator = None
         if validation:
             batch = max(trainer.args.per_device_eval_batch_size, 16)
@@ -207,14 +207,9 @@ def _tokenizer(trainer: Any) -> Any:
     return tokenizer
 
 
-def held_out(trainer: Any, tokenizer: Any, count: int) -> list[Example]:
-    """The first `count` validation examples of `trainer.eval_dataset` (the probe set is their head)."""
-    return held_out_and_template(trainer, tokenizer, count)[0]
-
-
-def held_out_and_template(trainer: Any, tokenizer: Any, count: int) -> tuple[list[Example], str | None]:
-    """The first `count` validation examples of `trainer.eval_dataset`, and the chat template they were read
-    with (None: none), so a probe file is asked as the eval data is.
+def held_out(trainer: Any, tokenizer: Any, count: int) -> tuple[list[Example], str | None]:
+    """The first `count` validation examples of `trainer.eval_dataset` (the probe set is their head), and the
+    chat template they were read with (None: none), so a probe file is asked as the eval data is.
 
     Raw columns come first, whatever TRL added beside them: `messages` (everything before the last assistant turn
     is the prompt, under the tokenizer's chat template), `prompt`/`completion`, `text`, and only then token ids
