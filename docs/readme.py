@@ -173,7 +173,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?"), "<time>"),
     (re.compile(r"\d{8}-\d{6}"), "<time>"),
     (re.compile(r"\b\d+:\d{2}:\d{2}\b"), "<duration>"),
-    (re.compile(r"\b[0-9a-f]{12}\b"), "<id>"),
+    (re.compile(r"(?<!\.)\b[0-9a-f]{12}\b"), "<id>"),  # not the 12 decimals of a float's repr
     (re.compile(r"[-+]?\d+(?:\.\d+)?e[-+]?\d+"), "<sci>"),
     (re.compile(r"\b(?:true|false|True|False)\b"), "<bool>"),
     (re.compile(r"NO MATCH|no match|MATCH"), "<match>"),

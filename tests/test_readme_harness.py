@@ -39,6 +39,10 @@ def test_the_answers_of_a_probe_history_differ_from_cpu_to_cpu_but_its_format_do
     assert not matches(["step     50  ❌ 0.35  olmeh"], ["step     50  ❌ 0.4  olmeh"])
 
 
+def test_a_float_with_twelve_decimals_is_a_float_not_a_run_id():
+    assert matches(["8813.221440211504,0.25"], ["3295.8289710753775,0.25"])
+
+
 def test_an_ellipsis_line_stands_for_any_number_of_lines():
     shown = ["config", "  answer_field  answer", "  …", "  validation_split  0.1"]
     assert matches(shown, ["config", "  answer_field  answer", "  validation_split  0.1"])
