@@ -173,6 +173,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(?::\d{2})?"), "<time>"),
     (re.compile(r"\d{8}-\d{6}"), "<time>"),
     (re.compile(r"\b\d+:\d{2}:\d{2}\b"), "<duration>"),
+    # How much of the elapsed time was loading is shown only when it took a second or more: a machine's figure.
+    (re.compile(r" +\(loading <duration> of it\)"), ""),
     (re.compile(r"(?<!\.)\b[0-9a-f]{12}\b"), "<id>"),  # not the 12 decimals of a float's repr
     (re.compile(r"[-+]?\d+(?:\.\d+)?e[-+]?\d+"), "<sci>"),
     (re.compile(r"\b(?:true|false|True|False)\b"), "<bool>"),

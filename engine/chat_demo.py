@@ -7,12 +7,11 @@ small random Qwen2, saved to a folder and loaded back by path: what twotier's ch
 
 from __future__ import annotations
 
-import json
 import random
 import string
 from pathlib import Path
 
-from .demo import save_random_model
+from .demo import save_random_model, write_splits
 
 # Qwen2-Instruct's chat template, verbatim: a default system prompt when none is given.
 CHATML_TEMPLATE = (
@@ -60,17 +59,10 @@ def chat_rows(count: int, seed: int, exclude: set[str] | None = None) -> list[di
 
 def write_chat_dataset(folder: Path, seed: int) -> tuple[Path, Path]:
     """Write train.jsonl and validation.jsonl of `messages` rows (validation words unseen in training)."""
-    folder.mkdir(parents=True, exist_ok=True)
     train = chat_rows(TRAIN_CONVERSATIONS, seed)
     trained = {row["messages"][-1]["content"][::-1] for row in train}
     validation = chat_rows(VALIDATION_CONVERSATIONS, seed + 1, exclude=trained)
-    paths = folder / "train.jsonl", folder / "validation.jsonl"
-    for path, rows in zip(paths, (train, validation)):
-        text = "".join(json.dumps(row) + "\n" for row in rows)
-        # Rewritten only when changed: the file's modification time is part of the tokenized cache's key.
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-    return paths
+    return write_splits(folder, train, validation)
 
 
 def write_chat_model(folder: Path, seed: int, *, hidden: int = 128, layers: int = 3, vocab_size: int = 320) -> Path:

@@ -34,9 +34,14 @@ def demo_pairs(count: int, seed: int, exclude: set[str] | None = None) -> list[d
 
 def write_demo_dataset(folder: Path, seed: int) -> tuple[Path, Path]:
     """Write train.jsonl and validation.jsonl (words never seen in training) into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
     train = demo_pairs(TRAIN_WORDS, seed)
     validation = demo_pairs(VALIDATION_WORDS, seed + 1, exclude={p["answer"][::-1] for p in train})
+    return write_splits(folder, train, validation)
+
+
+def write_splits(folder: Path, train: list[dict[str, Any]], validation: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """Write the two splits as train.jsonl and validation.jsonl in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
     paths = folder / "train.jsonl", folder / "validation.jsonl"
     for path, rows in zip(paths, (train, validation)):
         text = "".join(json.dumps(row) + "\n" for row in rows)

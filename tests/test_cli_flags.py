@@ -12,6 +12,14 @@ from twotier.tui.console import ledger
 
 # A value of each type a key can take, as typed on a command line and as the config holds it.
 SAMPLES = {int: ("7", 7), float: ("0.125", 0.125), str: ("some-text", "some-text"), dict: ('{"a": 1}', {"a": 1})}
+# Keys whose values are checked against a list: a value from the list, as typed and as held.
+VALID = {
+    "data_format": ("messages", "messages"),
+    "dtype": ("bfloat16", "bfloat16"),
+    "peft": ('{"r": 4}', {"r": 4}),
+    "chat_template": ("template.jinja", "template.jinja"),  # a file's path; alone, `--chat-template` is True
+    "match": ("exact", "exact"),  # a rule: parsed when the config is made
+}
 
 
 def flag(key: str) -> str:
@@ -40,14 +48,12 @@ def test_every_config_key_is_a_flag_of_its_type(key, tmp_path, monkeypatch):
         given = not getattr(Config(), key)
         argv = [flag(key) if given else "--no-" + key.replace("_", "-")]
     else:
-        text, given = SAMPLES[kinds[0]]
+        text, given = VALID.get(key) or SAMPLES[kinds[0]]
         argv = [flag(key), text]
     if key in ("probe_size", "eval_samples"):
         argv += ["--probe-size", "7", "--eval-samples", "7"]  # probe_size may not exceed eval_samples
     if key == "validation_split":
         given, argv = 0.25, [flag(key), "0.25"]
-    if key == "match":  # a rule, checked when the config is made
-        given, argv = "exact", [flag(key), "exact"]
     assert getattr(config_from_args(build_parser().parse_args(argv)), key) == given
 
 

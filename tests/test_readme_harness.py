@@ -43,6 +43,12 @@ def test_a_float_with_twelve_decimals_is_a_float_not_a_run_id():
     assert matches(["8813.221440211504,0.25"], ["3295.8289710753775,0.25"])
 
 
+def test_how_much_of_the_elapsed_time_was_loading_is_a_machines_figure():
+    shown = ["5.31 steps/s  ·  3,445 tok/s  ·  elapsed 0:00:07  ·  ETA -"]
+    assert matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loading 0:00:02 of it)  ·  ETA -"])
+    assert not matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loaded 0:00:02 of it)  ·  ETA -"])
+
+
 def test_an_ellipsis_line_stands_for_any_number_of_lines():
     shown = ["config", "  answer_field  answer", "  …", "  validation_split  0.1"]
     assert matches(shown, ["config", "  answer_field  answer", "  validation_split  0.1"])
