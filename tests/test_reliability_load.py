@@ -31,7 +31,9 @@ class Poller(threading.Thread):
             while True:
                 finishing = self.done.is_set()
                 try:
-                    while batch := reader.events_after(self.run_id, self.seen[-1] if self.seen else 0, limit=self.batch):
+                    while batch := reader.events_after(
+                        self.run_id, self.seen[-1] if self.seen else 0, limit=self.batch
+                    ):
                         self.seen.extend(e.id for e in batch)
                     reader.run(self.run_id)
                 except Exception as err:  # noqa: BLE001 - the test asserts there are none
