@@ -29,8 +29,9 @@ Every block runs in README order in one temporary folder that holds a copy of co
 to the checkout's .venv, with .venv/bin first on PATH, offline, and torch on one thread. Shown output is
 compared after normalising both sides: run ids, times, durations, numbers (by their format: `0.1234` is
 a number with four decimals), true/false, MATCH or not, ✅/❌/⚠️ marks, bar and sparkline characters,
-and the model's own answers (the line after `🤖 MODEL (n tokens):`, a JSON `model_output`) become
-placeholders; runs of spaces count as one. So format drift fails the test, run-to-run figures do not.
+and the model's own answers (the line after `🤖 MODEL (n tokens):`, a JSON `model_output`, the answers of
+a probe's history) become placeholders; runs of spaces count as one. So format drift fails the test,
+run-to-run figures do not.
 A line that is only `…` stands for any number of lines; a line ending in `…` for any line so begun.
 
 `python -m docs.readme` runs every block and reports; `--update` (what `make docs` runs) rewrites the
@@ -186,6 +187,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 _FLOAT = re.compile(r"[-+]?\d[\d,]*\.(\d+)")
 _INT = re.compile(r"[-+]?\d[\d,]*")
 _MODEL = re.compile(r"🤖 MODEL \(\d+ tokens?\):")
+# A line of a probe's history (`twotier ledger show RUN --probe N`): step, verdict, chrF, then the answer.
+_HISTORY = re.compile(r"^(step +\d+ +(?:✅|❌|💬) +(?:\d\.\d\d|-))(?:\s.*)?$")
 
 
 def normalise(line: str) -> str:
@@ -201,9 +204,12 @@ def normalise(line: str) -> str:
 
 
 def normalise_all(lines: list[str]) -> list[str]:
-    """Each line normalised; the line after `🤖 MODEL (n tokens):` is the model's answer, which differs
-    from one CPU to the next, so it becomes a placeholder."""
-    out = [normalise(line) for line in lines]
+    """Each line normalised; the line after `🤖 MODEL (n tokens):` and the answer of a probe history's line
+    are the model's answers, which differ from one CPU to the next, so they become placeholders."""
+    out = [
+        normalise(history.group(1)) + " <model answer>" if (history := _HISTORY.match(line)) else normalise(line)
+        for line in lines
+    ]
     for index, line in enumerate(lines[:-1]):
         if _MODEL.search(line):
             out[index + 1] = "<model answer>"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .matching import DEFAULT_MATCH, parse_match_rule
 
 DEMO = "demo"
 DEMO_CHAT = "demo-chat"  # the built-in chat model and `messages` data (engine/chat_demo.py)
@@ -81,6 +82,16 @@ class Config:
     )
     eval_samples: int = _setting(64, "validation examples scored (no grad, batched) for the validation loss")
     probe_size: int = _setting(16, "probe examples answered at each full eval (the first of the scored ones)")
+    probes: str | None = _setting(
+        None,
+        "a .jsonl (or .json, .csv, .parquet) file of your own probe prompts, asked at each full eval after the "
+        "probe set: prompt/answer, prompt/completion or messages rows, the golden optional (none: only answered)",
+    )
+    match: str = _setting(
+        DEFAULT_MATCH,
+        "what counts as a MATCH: exact, normalized, prefix, contains, regex:PATTERN, numeric[:TOL] or "
+        "module:function (see 'What counts as a MATCH')",
+    )
     gap_threshold: float = _setting(0.25, "the train/val gap above which a full eval is marked ⚠️")
     stop_on_nan: bool = _setting(True, "fail the run when the training loss becomes NaN or infinite")
     max_steps: int = _setting(600, "optimizer steps to train")
@@ -218,6 +229,7 @@ def _check_ranges(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: 'dtype' must be one of {', '.join(DTYPES)}, got '{config.dtype}'")
     if config.peft is not None:
         _check_peft(config.peft, source)
+    parse_match_rule(config.match, source)
     if config.data_format is not None and config.data_format not in FORMATS:
         raise ConfigError(f"{source}: 'data_format' must be one of {', '.join(FORMATS)}, got '{config.data_format}'")
     for key in ("model", "dataset", "prompt_field", "answer_field", "ledger", "output_dir"):

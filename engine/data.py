@@ -68,7 +68,8 @@ class Splits:
     with `streaming` an `IterableDataset` (the Trainer then needs max_steps). `validation` is only the first
     `eval_samples` examples: the probe set is its head. `loss_covers_prompt` is True when the training loss
     covers the prompt too (plain text, or token ids without labels), so a gap against the validation loss
-    (answers only) means little. `tokenized` is False when the cache served this start."""
+    (answers only) means little. `tokenized` is False when the cache served this start. `template` is the chat
+    template the rows were encoded with (None: none), for a probe file to be asked the same way."""
 
     train: Any
     validation: list[Example]
@@ -78,6 +79,7 @@ class Splits:
     reader: RowReader
     tokenized: bool
     streaming: bool = False
+    template: str | None = None
 
 
 def load_splits(
@@ -321,6 +323,7 @@ def _splits(
         RowReader(tokenizer, layout.wrapper),
         tokenized,
         streaming,
+        layout.template,
     )
 
 

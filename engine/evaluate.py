@@ -15,6 +15,8 @@ from ..store.records import ProbeResult
 from .capture import token_losses
 from .chat import RowReader
 from .data import IGNORE_INDEX, Example, collate
+from .matching import DEFAULT_MATCH, MatchRule, parse_match_rule
+from .probes import Probe, probe_of
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class EvalResult:
     val_loss: float
     probes: tuple[ProbeResult, ...]
     probe_accuracy: float | None
+    probe_score: float | None
     probe_token_accuracy: float | None
     seconds: float
 
@@ -45,13 +48,10 @@ class EvalFailure:
 log = logging.getLogger("twotier.engine")
 
 
-def answers_match(output: str, golden: str) -> bool:
-    """Exact match of the answers' content after trimming surrounding white space."""
-    return output.strip() == golden.strip()
-
-
 class Evaluator:
-    """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set.
+    """Scores a fixed slice of the validation set; its first `probe_size` examples are the probe set, and
+    `extra_probes` (a probe file's rows) are asked after them, in the same batched generation. `rule` makes
+    the verdicts (the run's `match`); beside each, the chrF score.
 
     Goldens and outputs are compared as content: a chat template's markers around the answer are left out
     (the `RowReader` knows them). `covers_prompt` scores the validation loss over every token, prompt
@@ -68,15 +68,18 @@ class Evaluator:
         max_new_tokens: int,
         batch_size: int,
         reader: RowReader | None = None,
+        rule: MatchRule | None = None,
+        extra_probes: list[Probe] | tuple[Probe, ...] = (),
     ) -> None:
         self.tokenizer = tokenizer
+        self.rule = rule or parse_match_rule(DEFAULT_MATCH)
         self.reader = reader or RowReader(tokenizer, None)
         self.scored = validation[:eval_samples]
         self.probes = self.scored[:probe_size]
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.covers_prompt = False
-        self._probe_texts = [(e.prompt_text, e.golden_text) for e in self.probes]
+        self.asked = [probe_of(e) for e in self.probes] + list(extra_probes)
         # Generation ends at the EOS or at the template's end of turn, when that is a token of its own.
         self._stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
         turn_end = self.reader.suffix[:1]
@@ -108,22 +111,31 @@ class Evaluator:
         try:
             with torch.no_grad():
                 val_loss, probe_losses, token_accuracy = self._score(model)
-                answers = self.generate(model, [example_prompt_ids] + [e.prompt_ids for e in self.probes])
+                answers = self.generate(model, [example_prompt_ids] + [p.prompt_ids for p in self.asked])
         finally:
             model.train(was_training)
+        losses: list[float | None] = [*probe_losses, *[None] * (len(self.asked) - len(probe_losses))]
         probes = tuple(
-            ProbeResult(
-                probe_id=index,
-                prompt=prompt,
-                golden=golden,
-                model_output=answer.text,
-                match=answers_match(answer.text, golden),
-                loss=loss,
-            )
-            for index, ((prompt, golden), answer, loss) in enumerate(zip(self._probe_texts, answers[1:], probe_losses))
+            self._probe_result(index, probe, answer.text, loss)
+            for index, (probe, answer, loss) in enumerate(zip(self.asked, answers[1:], losses))
         )
-        accuracy = sum(bool(p.match) for p in probes) / len(probes) if probes else None
-        return EvalResult(answers[0], val_loss, probes, accuracy, token_accuracy, time.perf_counter() - started)
+        judged = [p for p in probes if p.match is not None]
+        accuracy = sum(bool(p.match) for p in judged) / len(judged) if judged else None
+        score = sum(p.score or 0.0 for p in judged) / len(judged) if judged else None
+        seconds = time.perf_counter() - started
+        return EvalResult(answers[0], val_loss, probes, accuracy, score, token_accuracy, seconds)
+
+    def _probe_result(self, index: int, probe: Probe, output: str, loss: float | None) -> ProbeResult:
+        match, score = self.rule.judge(output, probe.golden)
+        return ProbeResult(
+            probe_id=index,
+            prompt=probe.prompt,
+            golden=probe.golden,
+            model_output=output,
+            match=match,
+            loss=loss,
+            score=score,
+        )
 
     def _score(self, model: torch.nn.Module) -> tuple[float, list[float], float | None]:
         """Token-weighted validation loss, each probe's mean loss, and the probes' teacher-forced token accuracy."""

@@ -30,6 +30,9 @@ from .control import ControlCallback
 from .data import Example, examples_from_rows
 from .errors import ConfigError
 from .evaluate import Evaluator
+from .matching import DEFAULT_MATCH, parse_match_rule
+from .probes import Probe, load_probes
+from .sources import check_probes_file
 from .steering import Steering
 from .tiers import TwoTierCallback
 
@@ -61,7 +64,11 @@ class TwoTier(TwoTierCallback):
         max_new_tokens: int = 32,
         gap_threshold: float = 0.25,
         run_name: str | None = None,
+        match: str = DEFAULT_MATCH,
+        probes: str | Path | None = None,
     ) -> None:
+        """`match`: what counts as a MATCH (a rule as config.json's `match` takes it); `probes`: a file of your
+        own probe prompts, asked at each full eval after the probe set (config.json's `probes`)."""
         if not isinstance(trainer, Trainer):
             raise ConfigError(
                 f"TwoTier needs a transformers Trainer (Trainer, TRL's SFTTrainer or a subclass), got {type(trainer).__name__}"
@@ -70,9 +77,10 @@ class TwoTier(TwoTierCallback):
         settings = TierSettings(log_steps, eval_steps, gap_threshold)
         if probe_size > eval_samples:
             raise ConfigError(f"probe_size ({probe_size}) must not exceed eval_samples ({eval_samples})")
+        rule = parse_match_rule(match, "TwoTier")
         template = own_template(tokenizer)
         reader = RowReader(tokenizer, probe_wrapper(tokenizer, template) if template else None)
-        validation = held_out(trainer, tokenizer, eval_samples) if eval_steps else []
+        validation, asked_with = held_out(trainer, tokenizer, eval_samples) if eval_steps else ([], None)
         evaluator = None
         if validation:
             batch = max(trainer.args.per_device_eval_batch_size, 16)
@@ -84,6 +92,8 @@ class TwoTier(TwoTierCallback):
                 max_new_tokens=max_new_tokens,
                 batch_size=batch,
                 reader=reader,
+                rule=rule,
+                extra_probes=_probes(probes, trainer, tokenizer, asked_with),
             )
         super().__init__(
             run_id="",
@@ -104,6 +114,8 @@ class TwoTier(TwoTierCallback):
             "probe_size": probe_size,
             "max_new_tokens": max_new_tokens,
             "gap_threshold": gap_threshold,
+            "match": rule.spec,
+            "probes": None if probes is None else str(probes),
         }
         open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
         self._writer: LedgerWriter | None = None
@@ -220,8 +232,9 @@ def _tokenizer(trainer: Any) -> Any:
     return tokenizer
 
 
-def held_out(trainer: Any, tokenizer: Any, count: int) -> list[Example]:
-    """The first `count` validation examples of `trainer.eval_dataset` (the probe set is their head).
+def held_out(trainer: Any, tokenizer: Any, count: int) -> tuple[list[Example], str | None]:
+    """The first `count` validation examples of `trainer.eval_dataset` (the probe set is their head), and the
+    chat template they were read with (None: none), so a probe file is asked as the eval data is.
 
     Raw columns come first, whatever TRL added beside them: `messages` (everything before the last assistant turn
     is the prompt, under the tokenizer's chat template), `prompt`/`completion`, `text`, and only then token ids
@@ -254,10 +267,24 @@ def held_out(trainer: Any, tokenizer: Any, count: int) -> list[Example]:
             f"TwoTier: {SOURCE} has columns {', '.join(sorted(columns)) or 'none'}; it needs 'messages',"
             " 'prompt'/'completion', 'text' or 'input_ids'"
         )
-    max_length = getattr(trainer.args, "max_length", None) or min(tokenizer.model_max_length, DEFAULT_MAX_LENGTH)
     name = model_name(trainer.model)
-    config = Config(model=name, max_length=max_length, data_format=data_format, eval_samples=count)
-    return examples_from_rows(config, tokenizer, rows, SOURCE, None)[0]
+    config = Config(model=name, max_length=_max_length(trainer, tokenizer), data_format=data_format, eval_samples=count)
+    examples, layout = examples_from_rows(config, tokenizer, rows, SOURCE, None)
+    return examples, layout.template
+
+
+def _probes(path: str | Path | None, trainer: Any, tokenizer: Any, template: str | None) -> list[Probe]:
+    """The probe file's rows, read with the settings the eval data was read with; none without a file."""
+    if path is None:
+        return []
+    check_probes_file(str(path))
+    config = Config(model=model_name(trainer.model), max_length=_max_length(trainer, tokenizer))
+    return load_probes(str(path), config, tokenizer, template)
+
+
+def _max_length(trainer: Any, tokenizer: Any) -> int:
+    """TRL's max_length when the trainer has one, else the tokenizer's (capped): what its rows are cut to."""
+    return getattr(trainer.args, "max_length", None) or min(tokenizer.model_max_length, DEFAULT_MAX_LENGTH)
 
 
 def _head(dataset: Any, count: int) -> list[dict[str, Any]]:

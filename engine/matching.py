@@ -66,6 +66,12 @@ class MatchRule:
     def matches(self, output: str, golden: str) -> bool:
         return bool(self._test(output, golden))
 
+    def judge(self, output: str, golden: str | None) -> tuple[bool | None, float | None]:
+        """The verdict and the chrF score of an answer; (None, None) for a probe that has no golden."""
+        if golden is None:
+            return None, None
+        return self.matches(output, golden), score(output, golden)
+
 
 def normalize_answer(text: str) -> str:
     """SQuAD's answer normalisation made Unicode-aware: NFKC (full-width `１２` -> `12`, composed accents),

@@ -163,7 +163,9 @@ class TrainingRun:
         from .data import collate, load_splits
         from .evaluate import Evaluator
         from .loss import LossTap
+        from .matching import parse_match_rule
         from .model import load_model, resolve_model_path, with_lora
+        from .probes import load_probes
         from .tiers import TierSettings, TwoTierCallback
         from .trainer import TwoTierTrainer
 
@@ -190,6 +192,7 @@ class TrainingRun:
             model = with_lora(model, config.peft)
         splits = load_splits(config, tokenizer, Path(config.output_dir), phases, show_bars=self.progress_bars)
         arguments = training_arguments(config, run_dir)
+        probes = load_probes(config.probes, config, tokenizer, splits.template) if config.probes else []
         evaluator = Evaluator(
             tokenizer,
             splits.validation,
@@ -198,6 +201,8 @@ class TrainingRun:
             max_new_tokens=config.max_new_tokens,
             batch_size=max(config.batch_size, 16),
             reader=splits.reader,
+            rule=parse_match_rule(config.match, "config"),
+            extra_probes=probes,
         )
         evaluator.covers_prompt = splits.loss_covers_prompt
         tap = LossTap()

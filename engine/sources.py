@@ -68,14 +68,23 @@ def check_source(source: str) -> str | None:
 
 
 def check_sources(config: Any) -> None:
-    """The config's dataset, validation file and model folder, checked before anything is recorded or loaded."""
+    """The config's dataset, validation file, probes file and model folder, checked before anything is recorded or loaded."""
     for source in (config.dataset, config.validation):
         if source is not None and source not in (DEMO, DEMO_CHAT):
             check_source(source)
+    if getattr(config, "probes", None) is not None:
+        check_probes_file(config.probes)
     model = str(config.model)
     local = model not in (DEMO, DEMO_CHAT) and model.startswith(("/", "./", "../", "~"))
     if local and not Path(model).expanduser().is_dir():
         raise DataError(f"model: cannot load '{model}': no such folder")
+
+
+def check_probes_file(path: str) -> None:
+    """A probes file is a file of rows (never a hub name): refuse one that is missing or of another kind."""
+    if Path(path).suffix.lower() not in FILE_BUILDERS or not Path(path).is_file():
+        kind = "not found" if not Path(path).exists() else "not a .jsonl, .json, .csv or .parquet file"
+        raise DataError(f"{path}: probes file {kind}")
 
 
 def _has_rows(path: Path, skip: int) -> bool:

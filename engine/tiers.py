@@ -27,7 +27,7 @@ from .cadence import TierSettings
 from .capture import ForwardHook
 from .chat import RowReader, Shown
 from .errors import ConfigError
-from .evaluate import EvalFailure, EvalResult, Evaluator, answers_match
+from .evaluate import EvalFailure, EvalResult, Evaluator
 from .loss import LossTap, Reading
 
 log = logging.getLogger("twotier.engine")
@@ -193,16 +193,22 @@ class TwoTierCallback(TrainerCallback):
 
     def _with_eval(self, event: StepEvent, result: EvalResult, train_mean: float | None, golden: str) -> StepEvent:
         gap = result.val_loss - train_mean if train_mean is not None else None
+        assert self.evaluator is not None  # an eval result comes from it
+        rule = self.evaluator.rule
+        match, score = rule.judge(result.example_answer.text, golden)
         return replace(
             event,
             model_output=result.example_answer.text,
             output_tokens=result.example_answer.tokens,
-            match=answers_match(result.example_answer.text, golden),
+            match=match,
+            match_rule=rule.spec,
+            score=score,
             train_loss_mean=train_mean,
             val_loss=result.val_loss,
             gap=gap,
             gap_ok=None if gap is None else gap <= self.settings.gap_threshold,
             probe_accuracy=result.probe_accuracy,
+            probe_score=result.probe_score,
             probe_token_accuracy=result.probe_token_accuracy,
             eval_seconds=result.seconds,
             probes=result.probes,

@@ -18,6 +18,7 @@ VALID = {
     "dtype": ("bfloat16", "bfloat16"),
     "peft": ('{"r": 4}', {"r": 4}),
     "chat_template": ("template.jinja", "template.jinja"),  # a file's path; alone, `--chat-template` is True
+    "match": ("exact", "exact"),  # a rule: parsed when the config is made
 }
 
 

@@ -90,3 +90,11 @@ def test_shipped_config_json_is_valid_and_runs_the_demo():
     config = load_config("config.json")
     assert config.model == "demo" and config.dataset == "demo"
     assert config.log_steps == 10 and config.eval_steps == 200
+
+
+def test_match_defaults_to_prefix_and_a_bad_rule_is_refused_naming_the_file(tmp_path):
+    assert load_config(None).match == "prefix"
+    path = tmp_path / "config.json"
+    path.write_text('{"match": "numeric:lots"}')
+    with pytest.raises(ConfigError, match=r"config\.json: 'match' rule 'numeric:TOL' needs a tolerance"):
+        load_config(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twotier.engine.matching import DEFAULT_MATCH, parse_match_rule, score
 from twotier.store import Kind, LedgerReader, RunStatus
 
 
@@ -47,6 +48,16 @@ def test_full_eval_records_one_row_per_probe(short_run):
     assert [p.prompt for p in fulls[0].probes] == [p.prompt for p in fulls[1].probes]
     for event in fulls:
         assert event.probe_accuracy == sum(p.match for p in event.probes) / len(event.probes)
+
+
+def test_full_evals_use_the_default_rule_and_score_every_answer_with_chrf(short_run):
+    with LedgerReader(short_run.ledger) as reader:
+        fulls = [e for e in reader.events_after(short_run.run_id, with_probes=True) if e.is_full]
+    for event in fulls:
+        assert event.match_rule == DEFAULT_MATCH
+        assert event.match == parse_match_rule(DEFAULT_MATCH).matches(event.model_output, event.golden)
+        assert event.score == score(event.model_output, event.golden)
+        assert event.probe_score == sum(score(p.model_output, p.golden) for p in event.probes) / len(event.probes)
 
 
 def test_gap_is_validation_loss_minus_training_mean_since_last_eval(short_run):

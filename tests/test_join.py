@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ def joined(trainer: Any, tmp_path: Path, **options: Any) -> TwoTier:
 def events_of(tmp_path: Path, run_id: str) -> list[StepEvent]:
     with LedgerReader(tmp_path / "ledger.db") as reader:
         return reader.events_after(run_id)
+
+
+def events_of_with_probes(tmp_path: Path, run_id: str) -> list[StepEvent]:
+    with LedgerReader(tmp_path / "ledger.db") as reader:
+        return reader.events_after(run_id, with_probes=True)
 
 
 def run_of(tmp_path: Path, run_id: str) -> Any:
@@ -127,6 +133,30 @@ def test_the_full_eval_generates_from_the_exact_templated_prompt(chat_model_dir,
         for row in chat_data(64)
     }
     assert tokenizer.decode(example) in templated
+
+
+def test_the_one_call_takes_a_match_rule_and_a_probe_file_asked_under_the_template(chat_model_dir, tmp_path):
+    conversations = [
+        [{"role": "user", "content": "Spell backwards: olleh"}, {"role": "assistant", "content": "hello"}],
+        [{"role": "user", "content": "Say something."}],  # no answer: only asked
+    ]
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text("".join(json.dumps({"messages": messages}) + "\n" for messages in conversations))
+    trainer = sft(chat_model_dir, tmp_path, max_steps=4)
+    callback = joined(trainer, tmp_path, match="exact", probes=probes)
+    trainer.train()
+    (full,) = [e for e in events_of_with_probes(tmp_path, callback.run_id) if e.is_full]
+    assert full.match_rule == "exact" and run_of(tmp_path, callback.run_id).config["twotier"]["match"] == "exact"
+    answered, open_ended = full.probes[-2:]
+    assert (answered.golden, open_ended.golden) == ("hello", None)
+    assert answered.match is not None and answered.score is not None
+    assert (open_ended.match, open_ended.score) == (None, None)
+    assert open_ended.prompt.endswith("user\nSay something.\nassistant\n")
+
+
+def test_a_bad_match_rule_is_refused_by_the_one_call_in_one_line(chat_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"^TwoTier: 'match' has an unknown rule 'exactly'; did you mean 'exact'\?"):
+        joined(sft(chat_model_dir, tmp_path, max_steps=1), tmp_path, match="exactly")
 
 
 def test_a_conversation_trained_whole_warns_once_and_the_gap_compares_the_same_tokens(chat_model_dir, tmp_path, caplog):

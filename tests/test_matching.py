@@ -238,3 +238,27 @@ def test_answer_changes_of_an_empty_answer_is_empty() -> None:
 
 def test_answer_changes_is_case_sensitive() -> None:
     assert answer_changes("paris", "Paris") == [("Paris", True)]
+
+
+def readme_match_table() -> list[list[str]]:
+    """The rows of the table in README's "What counts as a MATCH": rule, golden, output, verdict, chrF."""
+    lines = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("## What counts as a MATCH")
+    header = next(i for i in range(start, len(lines)) if lines[i].startswith("| rule | golden | output |"))
+    rows = []
+    for line in lines[header + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        rows.append([cell.split("`")[1] if cell.startswith("`") else cell for cell in cells])
+    return rows
+
+
+def test_the_readme_shows_every_rule_and_each_row_is_what_the_rule_says() -> None:
+    rows = readme_match_table()
+    assert {parse_match_rule(rule).name.split(":")[0] for rule, *_ in rows} >= {
+        "exact", "normalized", "prefix", "contains", "regex", "numeric", "operator"
+    }  # fmt: skip
+    for rule, golden, output, said, chrf in rows:
+        assert verdict(rule, output, golden) == (said == "MATCH"), (rule, golden, output)
+        assert f"{score(output, golden):.2f}" == chrf, (rule, golden, output)

@@ -32,6 +32,17 @@ def test_match_marks_and_the_models_answer_differ_from_cpu_to_cpu():
     assert normalise('{"model_output": "cyq", "match": false}') == normalise('{"model_output": "a\\"b", "match": true}')
 
 
+def test_the_answers_of_a_probe_history_differ_from_cpu_to_cpu_but_its_format_does_not():
+    shown = ["step     50  ❌ 0.35  olmeh", "step    100  ✅ 1.00  «olleh»", "step     50  💬    -  wt"]
+    actual = ["step     50  ❌ 0.42  «olleh» x", "step    100  ✅ 0.91  olle", "step     50  💬    -"]
+    assert matches(shown, actual)
+    assert not matches(["step     50  ❌ 0.35  olmeh"], ["step     50  ❌ 0.4  olmeh"])
+
+
+def test_a_float_with_twelve_decimals_is_a_float_not_a_run_id():
+    assert matches(["8813.221440211504,0.25"], ["3295.8289710753775,0.25"])
+
+
 def test_how_much_of_the_elapsed_time_was_loading_is_a_machines_figure():
     shown = ["5.31 steps/s  ·  3,445 tok/s  ·  elapsed 0:00:07  ·  ETA -"]
     assert matches(shown, ["5.88 steps/s  ·  3,817 tok/s  ·  elapsed 0:00:09 (loading 0:00:02 of it)  ·  ETA -"])

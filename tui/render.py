@@ -243,6 +243,7 @@ EVAL_COLUMNS = (
     EvalColumn("gap", "gap", lambda e: f"{fmt_gap(e.gap)} {gap_mark(e.gap_ok)}".rstrip(), lambda e: e.gap),
     EvalColumn("match", "MATCH", lambda e: fmt_match(e.match), lambda e: e.match),
     EvalColumn("probes", "probe acc", lambda e: fmt_fraction(e.probe_accuracy), lambda e: e.probe_accuracy),
+    EvalColumn("chrf", "probe chrF", lambda e: fmt_score(e.probe_score), lambda e: e.probe_score),
     EvalColumn("seconds", "eval s", lambda e: fmt_seconds(e.eval_seconds), lambda e: e.eval_seconds),
 )
 
