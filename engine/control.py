@@ -50,16 +50,16 @@ class ControlCallback(TrainerCallback):
             control.should_training_stop = True  # no checkpoint: the weights are what failed
             return
         if decided.pause and not decided.stop:
-            self._set_status(RunStatus.PAUSED, run.carried_out("pause"))
+            self._set_status(RunStatus.PAUSED, run.carried_out("pause"), state.global_step)
             decided = hold_while_paused(lambda: run.paused, lambda: run.stop_requested, poll_s=PAUSE_POLL_S)
             if not decided.stop:
-                self._set_status(RunStatus.RUNNING, run.carried_out("unpause"))
+                self._set_status(RunStatus.RUNNING, run.carried_out("unpause"), state.global_step)
         if decided.stop:
             control.should_training_stop = True
             control.should_save = True
         elif self.save_at_end and state.global_step >= state.max_steps:
             control.should_save = True
 
-    def _set_status(self, status: RunStatus, done: tuple[int, ...]) -> None:
+    def _set_status(self, status: RunStatus, done: tuple[int, ...], step: int) -> None:
         if self.writer is not None:
-            self.writer.set_status(status, done)
+            self.writer.set_status(status, done, step=step)

@@ -158,18 +158,21 @@ class TwoTier(TwoTierCallback):
     ) -> None:
         super().on_train_end(args, state, control, **kwargs)
         stopped = self.steering.stopped
-        self.close(RunStatus.STOPPED if stopped else RunStatus.FINISHED, done=self.steering.carried_out("stop"))
+        status = RunStatus.STOPPED if stopped else RunStatus.FINISHED
+        self.close(status, done=self.steering.carried_out("stop"), step=state.global_step)
 
-    def close(self, status: RunStatus, error: str | None = None, *, done: tuple[int, ...] = ()) -> None:
-        """End the open run (if any) with `status`, carrying out the control requests `done`: everything logged
-        is written first."""
+    def close(
+        self, status: RunStatus, error: str | None = None, *, done: tuple[int, ...] = (), step: int | None = None
+    ) -> None:
+        """End the open run (if any) with `status` at `step`, carrying out the control requests `done`:
+        everything logged is written first."""
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
         self._control = None
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close(status, error, done=done)
+            writer.close(status, error, done=done, step=step)
 
     def _submit(self, event: StepEvent) -> None:
         if self._writer is not None:

@@ -129,7 +129,8 @@ class TrainingRun:
                 self._fail(writer, self.failure, 1)
                 return
             status = RunStatus.STOPPED if steering.stopped else RunStatus.FINISHED
-            writer.close(status, done=steering.carried_out("stop"), interrupted=steering.interrupted)
+            step = trainer.state.global_step
+            writer.close(status, done=steering.carried_out("stop"), interrupted=steering.interrupted, step=step)
             self._end(RunEnded(status, self.run_id, step=trainer.state.global_step))
         except TwoTierError as err:
             self._fail(self._writer, str(err), err.exit_code)

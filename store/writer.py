@@ -44,6 +44,7 @@ class _StatusChange:
     final: bool = False
     done: tuple[int, ...] = ()  # control requests this change carries out
     interrupted: bool = False  # a final stop that a signal caused, not a request
+    step: int | None = None  # the step the run changed at, which may be past its last logged event
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,9 @@ class LedgerWriter:
         """Queue one event; returns at once (a queue put, no I/O)."""
         self._queue.put(event)
 
-    def set_status(self, status: RunStatus, done: tuple[int, ...] = ()) -> None:
-        """Record the run's status, and that the control requests `done` are carried out."""
-        self._queue.put(_StatusChange(status, done=done))
+    def set_status(self, status: RunStatus, done: tuple[int, ...] = (), *, step: int | None = None) -> None:
+        """Record the run's status (reached at `step`), and that the control requests `done` are carried out."""
+        self._queue.put(_StatusChange(status, done=done, step=step))
 
     def set_phase(self, phase: dict[str, Any] | None) -> None:
         """What the run does before training (see `RunInfo.phase`); a later phase replaces an earlier one."""
@@ -157,10 +158,12 @@ class LedgerWriter:
         *,
         done: tuple[int, ...] = (),
         interrupted: bool = False,
+        step: int | None = None,
     ) -> None:
         """Write everything queued, then the final status (carrying out the requests `done`; `interrupted`: a
-        signal ended the run, so a daemon may take it up again), and stop the thread."""
-        self._queue.put(_StatusChange(status, error, final=True, done=done, interrupted=interrupted))
+        signal ended the run, so a daemon may take it up again; `step`: the step it ended at), and stop the
+        thread."""
+        self._queue.put(_StatusChange(status, error, final=True, done=done, interrupted=interrupted, step=step))
         self._closing.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -286,7 +289,8 @@ class LedgerWriter:
                 return False
             if isinstance(message, _StatusChange):
                 carried = pending.status.done if pending.status is not None else ()
-                pending.status = replace(message, done=carried + message.done)
+                step = message.step if message.step is not None else pending.status.step if pending.status else None
+                pending.status = replace(message, done=carried + message.done, step=step)
             elif isinstance(message, _PhaseChange):
                 # A later phase replaces an earlier one, but never drops when training began.
                 began = message.trained_from or (pending.phase.trained_from if pending.phase else None)
@@ -311,6 +315,8 @@ class LedgerWriter:
                     update[Run.trained_from] = pending.phase.trained_from
             if pending.status is not None:
                 update[Run.status] = pending.status.status.value
+                if pending.status.step is not None:  # a pause or stop acts a few steps after the last fast log
+                    update[Run.last_step] = max(update.get(Run.last_step, 0), pending.status.step)
                 if pending.status.final:
                     update[Run.ended_at] = now
                     update[Run.error] = pending.status.error

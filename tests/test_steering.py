@@ -77,6 +77,18 @@ def test_a_stop_request_checkpoints_flushes_and_ends_the_run_stopped_not_interru
     assert list((tmp_path / "out" / run.id).glob("checkpoint-*/model.safetensors"))
 
 
+def test_a_run_stopped_between_fast_logs_records_the_step_it_stopped_at(tmp_path):
+    folder = {"ledger": str(tmp_path / "ledger.db"), "output_dir": str(tmp_path / "out")}
+    run = TrainingRun(load_config(None, {**ENDLESS, "log_steps": 7, **folder}))
+    run.start()
+    run.events.get(timeout=300)  # step 7: the stop lands at some later step, between fast logs or on one
+    request_control(tmp_path / "ledger.db", run.run_id, Action.STOP)
+    assert run.join(120)
+    (checkpoint,) = (tmp_path / "out" / run.run_id).glob("checkpoint-*")
+    with LedgerReader(tmp_path / "ledger.db") as reader:
+        assert reader.run(run.run_id).last_step == int(checkpoint.name.split("-")[1])
+
+
 def test_a_request_for_a_run_that_ended_is_refused_in_one_line(short_run, tmp_path):
     with pytest.raises(TwoTierError, match="is finished: only a running or paused run can be steered"):
         request_control(short_run.ledger, short_run.run_id, Action.STOP)
