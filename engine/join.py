@@ -22,15 +22,19 @@ from transformers import Trainer, TrainerControl, TrainerState, TrainingArgument
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger
 from ..store.errors import first_line
+from . import distributed
 from .cadence import TierSettings
 from .chat import RowReader, own_template, probe_wrapper
 from .config import Config
 from .data import Example, examples_from_rows
 from .errors import ConfigError
 from .evaluate import Evaluator
+from .runner import global_batch
 from .tiers import TwoTierCallback
 
 log = logging.getLogger("twotier.engine")
+# A script that imports this before building its TrainingArguments runs under torchrun on CPUs as one run (gloo).
+distributed.cpu_by_default()
 SOURCE = "trainer.eval_dataset"
 DEFAULT_MAX_LENGTH = 1024
 
@@ -60,6 +64,11 @@ class TwoTier(TwoTierCallback):
         if not isinstance(trainer, Trainer):
             raise ConfigError(
                 f"TwoTier needs a transformers Trainer (Trainer, TRL's SFTTrainer or a subclass), got {type(trainer).__name__}"
+            )
+        if distributed.trainer_needs_use_cpu() and trainer.args.world_size <= 1:
+            raise ConfigError(
+                f"TwoTier: {distributed.launched_world_size()} processes were launched on a machine without GPUs, but"
+                " the Trainer trains each alone: pass use_cpu=True to TrainingArguments (or import twotier first)"
             )
         tokenizer = _tokenizer(trainer)
         settings = TierSettings(log_steps, eval_steps, gap_threshold)
@@ -100,7 +109,8 @@ class TwoTier(TwoTierCallback):
             "max_new_tokens": max_new_tokens,
             "gap_threshold": gap_threshold,
         }
-        open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
+        if distributed.launched_rank() == 0:  # rank 0 alone writes (the ledger is on its node's disk)
+            open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
         self._writer: LedgerWriter | None = None
         _wrap_train(trainer, self)
 
@@ -112,10 +122,13 @@ class TwoTier(TwoTierCallback):
         model: torch.nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
-        self.run_id = uuid.uuid4().hex[:12]
-        if state.is_world_process_zero:
+        # On every rank (collectives): rank 0's run id, and who takes part.
+        self.run_id = distributed.broadcast_object(uuid.uuid4().hex[:12])
+        state_of = getattr(args, "distributed_state", None)
+        world = distributed.world_info(state_of.distributed_type.value if state_of is not None else None)
+        if world.is_main:
             ledger = open_ledger(self.ledger)
-            create_run(ledger, self._run_info(state))
+            create_run(ledger, self._run_info(state, world))
             self._writer = LedgerWriter(ledger, self.run_id)
         super().on_train_begin(args, state, control, model, **kwargs)
 
@@ -138,7 +151,7 @@ class TwoTier(TwoTierCallback):
         if self._writer is not None:
             self._writer.submit(event)
 
-    def _run_info(self, state: TrainerState) -> RunInfo:
+    def _run_info(self, state: TrainerState, world: distributed.WorldInfo) -> RunInfo:
         trainer, now = self.trainer, time.time()
         model = model_name(trainer.model)
         name = self.run_name or trainer.args.run_name or f"{Path(model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -162,6 +175,8 @@ class TwoTier(TwoTierCallback):
             host=socket.gethostname(),
             pid=os.getpid(),
             trained_from=now,  # the script loaded its model and data before: nothing of that is in this run
+            global_batch_size=global_batch(trainer.args),
+            **world.record(),
         )
 
 

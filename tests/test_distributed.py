@@ -1,0 +1,235 @@
+"""Distributed runs under a real `torchrun` (2 processes, gloo, on CPU): twotier's own CLI and a user's script.
+
+Three launches, each judged by several tests: the CLI run paused, unpaused and stopped through the ledger, then
+resumed under torchrun from its checkpoint; and a user's `Trainer` script joined by `TwoTier(trainer)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import REPO, rows
+from twotier.store import Kind, LedgerReader, RunInfo, RunStatus, StepEvent
+from twotier.store.control import request_control
+from twotier.store.records import Action
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+LAUNCH_S = 240  # every launch runs under a timeout: a rank left in a collective must fail the test, not hang it
+pytestmark = pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed")
+# The CLI run: a fast log every 2 steps, a full eval every 10, more steps than it will take before its stop.
+CLI = ["--log-steps", "2", "--eval-steps", "10", "--eval-samples", "11", "--probe-size", "4", "--max-new-tokens", "4"]
+CLI += ["--batch-size", "4", "--max-length", "64", "--learning-rate", "3e-3", "--max-steps", "2000"]
+RESUMED_STEPS = 6  # the resumed run trains this many steps past its checkpoint
+
+
+@dataclass
+class Launch:
+    """A torchrun job, its output in files (a pipe nobody reads would fill and block rank 0's prints)."""
+
+    child: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    def poll(self) -> int | None:
+        return self.child.poll()
+
+    def kill(self) -> None:
+        os.killpg(self.child.pid, signal.SIGKILL)  # torchrun and both workers: they share the session
+
+    def wait(self) -> tuple[int, str, str]:
+        try:
+            code = self.child.wait(timeout=LAUNCH_S + 30)
+        finally:
+            if self.child.poll() is None:
+                self.kill()
+        return code, self.out.read_text(), self.err.read_text()
+
+
+def torchrun(*args: str, cwd: Path, name: str) -> Launch:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(REPO / "tests")}
+    command = ["timeout", str(LAUNCH_S), str(TORCHRUN), "--standalone", "--nproc-per-node", "2", *args]
+    out, err = cwd / f"{name}.out", cwd / f"{name}.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        child = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+    return Launch(child, out, err)
+
+
+def ledger_run(ledger: Path) -> RunInfo | None:
+    if not ledger.exists():
+        return None
+    try:
+        with LedgerReader(ledger) as reader:
+            return reader.run("latest")
+    except Exception:  # noqa: BLE001 - not written yet
+        return None
+
+
+def wait_until(child: Launch, ledger: Path, what: str, condition: Any) -> RunInfo:
+    deadline = time.monotonic() + LAUNCH_S
+    while time.monotonic() < deadline:
+        run = ledger_run(ledger)
+        if run is not None and condition(run):
+            return run
+        if child.poll() is not None:
+            pytest.fail(f"torchrun ended before {what}: {child.err.read_text()[-3000:]}")
+        time.sleep(0.1)
+    child.kill()
+    pytest.fail(f"never {what}")
+
+
+def live_events(ledger: Path, run_id: str) -> list[StepEvent]:
+    """The run's events that count (a resumed run supersedes those after its checkpoint), with their probes."""
+    with LedgerReader(ledger) as reader:
+        return [reader.event(e.id, with_probes=True) for e in reader.events_after(run_id) if e.id is not None]
+
+
+@dataclass(frozen=True)
+class Steered:
+    """The CLI run paused, unpaused and stopped through the ledger, and its resumption to the end."""
+
+    folder: Path
+    run_id: str
+    paused_at: int
+    stopped_at: int
+    stopped: tuple[int, str, str]
+    saved: set[str]  # the files of the checkpoint the stop wrote
+    saved_step: int | None  # the global step its trainer state holds
+    resumed: tuple[int, str, str]
+
+    @property
+    def ledger(self) -> Path:
+        return self.folder / "ledger.db"
+
+
+@pytest.fixture(scope="module")
+def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
+    folder = tmp_path_factory.mktemp("cli")
+    ledger = folder / "ledger.db"
+    where = ["--ledger", str(ledger), "--output-dir", str(folder / "out")]
+    child = torchrun("-m", "twotier.tui.cli", "--headless", *CLI, *where, cwd=folder, name="stopped")
+    try:
+        run = wait_until(child, ledger, "reached step 4", lambda run: run.last_step >= 4)
+        request_control(ledger, run.id, Action.PAUSE)
+        paused = wait_until(child, ledger, "paused", lambda run: run.status is RunStatus.PAUSED)
+        request_control(ledger, run.id, Action.UNPAUSE)
+        wait_until(
+            child, ledger, "went on", lambda run: run.status is RunStatus.RUNNING and run.last_step > paused.last_step
+        )
+        request_control(ledger, run.id, Action.STOP)
+    except BaseException:
+        child.kill()
+        raise
+    stopped = child.wait()
+    ended = re.search(rf"run {run.id} stopped at step (\d+)", stopped[1])
+    assert ended is not None, stopped[2][-3000:]
+    step = int(ended.group(1))
+    # What the stop saved, before the resumed run's checkpoints rotate it out (save_total_limit).
+    checkpoint = folder / "out" / run.id / f"checkpoint-{step}"
+    saved = {p.name for p in checkpoint.iterdir()} if checkpoint.is_dir() else set()
+    saved_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if saved else None
+    child = torchrun(
+        "-m", "twotier.tui.cli", "--headless", "--resume", run.id, "--max-steps", str(step + RESUMED_STEPS),
+        *where, cwd=folder, name="resumed",
+    )  # fmt: skip
+    return Steered(folder, run.id, paused.last_step, step, stopped, saved, saved_step, child.wait())
+
+
+def test_a_stop_request_ends_both_ranks_at_one_step(steered):
+    code, out, err = steered.stopped
+    assert code == 0, err[-3000:]  # a rank that went on alone would have failed in its next collective
+    assert steered.stopped_at > steered.paused_at
+
+
+def test_the_stopped_checkpoint_holds_both_ranks_random_states(steered):
+    assert {"rng_state_0.pth", "rng_state_1.pth", "model.safetensors"} <= steered.saved
+    assert steered.saved_step == steered.stopped_at
+
+
+def test_the_pause_unpause_and_stop_requests_were_carried_out(steered):
+    done = rows(steered.ledger, "SELECT action, done_at IS NOT NULL FROM request ORDER BY id")
+    assert done == [("pause", 1), ("unpause", 1), ("stop", 1)]
+
+
+def test_the_run_is_recorded_once_with_who_trained_it(steered):
+    (run,) = rows(steered.ledger, "SELECT id, world_size, node_count, backend, distributed_type FROM run")
+    assert run == (steered.run_id, 2, 1, "gloo", "MULTI_CPU")
+    with LedgerReader(steered.ledger) as reader:
+        info = reader.run(steered.run_id)
+    assert info.global_batch_size == 2 * 4 and len(info.hosts) == 1
+
+
+def test_the_resumed_run_ends_finished_with_one_event_per_tier_step(steered):
+    code, out, err = steered.resumed
+    assert code == 0, err[-3000:]
+    end = steered.stopped_at + RESUMED_STEPS
+    assert f"run {steered.run_id} finished at step {end} (resumed from step {steered.stopped_at})" in out
+    events = live_events(steered.ledger, steered.run_id)
+    expected = [(step, Kind.FULL if step % 10 == 0 or step == end else Kind.FAST) for step in range(2, end + 1, 2)]
+    if end % 2:
+        expected.append((end, Kind.FULL))
+    assert [(e.step, e.kind) for e in events] == expected
+    assert not [key for key, count in Counter((e.step, e.kind) for e in events).items() if count > 1]
+    assert {e.example_rank for e in events} == {0}
+    assert all(len(e.probes) == 4 for e in events if e.is_full)
+
+
+def test_rank_1_prints_nothing(steered):
+    _, out, _ = steered.resumed
+    events = live_events(steered.ledger, steered.run_id)
+    resumed = [e for e in events if e.step > steered.stopped_at]
+    assert out.count("FULL EVAL - Step") + out.count("FAST LOG - Step") == len(resumed)
+
+
+@pytest.fixture(scope="module")
+def one_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's Trainer script with `TwoTier(trainer)`: 8 steps, fast logs every 2, full evals every 4."""
+    folder = tmp_path_factory.mktemp("one-call")
+    script = str(REPO / "tests" / "distributed" / "one_call.py")
+    code, _, err = torchrun(script, str(folder), cwd=folder, name="one-call").wait()
+    assert code == 0, err[-3000:]
+    return folder
+
+
+def rank_figures(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def one_call_events(folder: Path) -> list[StepEvent]:
+    with LedgerReader(folder / "ledger.db") as reader:
+        run_id = reader.run("latest").id
+    return live_events(folder / "ledger.db", run_id)
+
+
+def test_the_one_call_api_records_one_run_of_two_processes_written_by_rank_0(one_call):
+    ranks = rank_figures(one_call)
+    assert [(r["world_size"], r["writes"]) for r in ranks] == [(2, True), (2, False)]
+    assert ranks[0]["run_id"] == ranks[1]["run_id"]
+    assert rows(one_call / "ledger.db", "SELECT id, world_size, backend FROM run") == [(ranks[0]["run_id"], 2, "gloo")]
+
+
+def test_the_step_loss_is_token_weighted_over_both_ranks(one_call):
+    ranks = rank_figures(one_call)
+    events = one_call_events(one_call)
+    assert [(e.step, e.kind) for e in events] == [(2, Kind.FAST), (4, Kind.FULL), (6, Kind.FAST), (8, Kind.FULL)]
+    for event in events:
+        (sum0, tokens0), (sum1, tokens1) = (r["steps"][str(event.step)] for r in ranks)
+        assert event.batch_loss == pytest.approx((sum0 + sum1) / (tokens0 + tokens1), rel=1e-6)
+        assert event.batch_loss != pytest.approx(sum0 / tokens0, rel=1e-6)  # not rank 0's alone
+
+
+def test_the_sharded_validation_loss_equals_one_process_on_the_same_weights(one_call):
+    last = one_call_events(one_call)[-1]
+    assert last.eval_error is None and len(last.probes) == 4
+    assert last.val_loss == pytest.approx(rank_figures(one_call)[0]["val_loss_alone"], rel=1e-5)
