@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from support import REPO, rows
+from twotier.engine.resume import last_complete_checkpoint
 from twotier.store import Kind, LedgerReader, RunInfo, RunStatus, StepEvent
 from twotier.store.control import request_control
 from twotier.store.records import Action
@@ -45,6 +46,15 @@ class Launch:
     def poll(self) -> int | None:
         return self.child.poll()
 
+    def worker(self, rank: int) -> int:
+        """The process id of the worker of `rank` (timeout → torchrun → workers, told apart by their RANK)."""
+        for launcher in _children(self.child.pid):
+            for pid in _children(launcher):
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                if f"RANK={rank}".encode() in environ:
+                    return pid
+        raise AssertionError(f"no worker of rank {rank} under torchrun")
+
     def kill(self) -> None:
         os.killpg(self.child.pid, signal.SIGKILL)  # torchrun and both workers: they share the session
 
@@ -55,6 +65,18 @@ class Launch:
             if self.child.poll() is None:
                 self.kill()
         return code, self.out.read_text(), self.err.read_text()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def torchrun(*args: str, cwd: Path, name: str) -> Launch:
@@ -97,7 +119,8 @@ def live_events(ledger: Path, run_id: str) -> list[StepEvent]:
 
 @dataclass(frozen=True)
 class Steered:
-    """The CLI run paused, unpaused and stopped through the ledger, and its resumption to the end."""
+    """The CLI run paused and unpaused through the ledger, stopped by a SIGTERM to rank 1 alone, and resumed
+    to the end under torchrun."""
 
     folder: Path
     run_id: str
@@ -106,6 +129,7 @@ class Steered:
     stopped: tuple[int, str, str]
     saved: set[str]  # the files of the checkpoint the stop wrote
     saved_step: int | None  # the global step its trainer state holds
+    stopped_run: RunInfo  # the run as the stop left it
     resumed: tuple[int, str, str]
 
     @property
@@ -127,11 +151,14 @@ def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
         wait_until(
             child, ledger, "went on", lambda run: run.status is RunStatus.RUNNING and run.last_step > paused.last_step
         )
-        request_control(ledger, run.id, Action.STOP)
+        # Only rank 1 gets the signal: the ranks agree on it at the next step end.
+        os.kill(child.worker(1), signal.SIGTERM)
     except BaseException:
         child.kill()
         raise
     stopped = child.wait()
+    stopped_run = ledger_run(ledger)
+    assert stopped_run is not None
     ended = re.search(rf"run {run.id} stopped at step (\d+)", stopped[1])
     assert ended is not None, stopped[2][-3000:]
     step = int(ended.group(1))
@@ -143,13 +170,16 @@ def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
         "-m", "twotier.tui.cli", "--headless", "--resume", run.id, "--max-steps", str(step + RESUMED_STEPS),
         *where, cwd=folder, name="resumed",
     )  # fmt: skip
-    return Steered(folder, run.id, paused.last_step, step, stopped, saved, saved_step, child.wait())
+    return Steered(folder, run.id, paused.last_step, step, stopped, saved, saved_step, stopped_run, child.wait())
 
 
-def test_a_stop_request_ends_both_ranks_at_one_step(steered):
+def test_a_sigterm_to_one_worker_stops_both_ranks_at_one_step_and_the_run_is_stopped(steered):
     code, out, err = steered.stopped
-    assert code == 0, err[-3000:]  # a rank that went on alone would have failed in its next collective
+    # Rank 1 ends with 143 (its signal), so torchrun reports a failed worker; rank 0 ended the run stopped.
+    assert "exitcode  : 143" in err and "Timed out" not in err and "Connection closed" not in err
+    assert f"✖ run {steered.run_id} stopped at step {steered.stopped_at}" in out
     assert steered.stopped_at > steered.paused_at
+    assert (steered.stopped_run.status, steered.stopped_run.interrupted) == (RunStatus.STOPPED, True)
 
 
 def test_the_stopped_checkpoint_holds_both_ranks_random_states(steered):
@@ -157,9 +187,10 @@ def test_the_stopped_checkpoint_holds_both_ranks_random_states(steered):
     assert steered.saved_step == steered.stopped_at
 
 
-def test_the_pause_unpause_and_stop_requests_were_carried_out(steered):
+def test_the_pause_and_unpause_requests_reached_both_ranks(steered):
+    # A rank that had not paused, or not gone on, would have left the other in a collective: no clean stop later.
     done = rows(steered.ledger, "SELECT action, done_at IS NOT NULL FROM request ORDER BY id")
-    assert done == [("pause", 1), ("unpause", 1), ("stop", 1)]
+    assert done == [("pause", 1), ("unpause", 1)]
 
 
 def test_the_run_is_recorded_once_with_who_trained_it(steered):
@@ -233,3 +264,15 @@ def test_the_sharded_validation_loss_equals_one_process_on_the_same_weights(one_
     last = one_call_events(one_call)[-1]
     assert last.eval_error is None and len(last.probes) == 4
     assert last.val_loss == pytest.approx(rank_figures(one_call)[0]["val_loss_alone"], rel=1e-5)
+
+
+def test_a_checkpoint_missing_a_rank_s_random_state_is_not_resumed_from(tmp_path):
+    for step, ranks in ((4, (0, 1)), (8, (0,))):  # the stop at 8 was cut short before rank 1 wrote its state
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (folder / "model.safetensors").write_bytes(b"weights")
+        for rank in ranks:
+            (folder / f"rng_state_{rank}.pth").write_bytes(b"state")
+    assert last_complete_checkpoint(tmp_path, world_size=2) == (tmp_path / "checkpoint-4", 4)
+    assert last_complete_checkpoint(tmp_path, world_size=1) == (tmp_path / "checkpoint-8", 8)
