@@ -276,3 +276,10 @@ def test_a_checkpoint_missing_a_rank_s_random_state_is_not_resumed_from(tmp_path
             (folder / f"rng_state_{rank}.pth").write_bytes(b"state")
     assert last_complete_checkpoint(tmp_path, world_size=2) == (tmp_path / "checkpoint-4", 4)
     assert last_complete_checkpoint(tmp_path, world_size=1) == (tmp_path / "checkpoint-8", 8)
+
+
+def test_a_model_sharded_with_fsdp2_completes_its_full_eval_on_both_ranks_as_one_process_scores_it(one_call):
+    # Sharded, every forward and generate is a collective: a rank running fewer of them would hang the other.
+    fsdp2 = rank_figures(one_call)[0]["fsdp2"]
+    assert fsdp2["sharded"] and fsdp2["error"] is None and fsdp2["answers"] == 4
+    assert fsdp2["val_loss"] == pytest.approx(fsdp2["val_loss_alone"], rel=1e-5)

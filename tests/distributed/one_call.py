@@ -2,7 +2,8 @@
 
 Usage: torchrun --nproc-per-node 2 one_call.py OUT. Each rank writes OUT/rank<N>.json: its own loss figures at
 each tier step (read from the tap just before twotier sums them over the ranks), whether it writes the ledger,
-and on rank 0 the validation loss one process gets on the final weights, for the test to hold the run against.
+a full eval of the model sharded with FSDP2, and on rank 0 the validation losses one process gets on the same
+weights, for the test to hold the run against.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from transformers.distributed import DistributedConfig
 
 # Imported before the arguments are built: under torchrun on CPUs they then choose gloo and one run.
 from twotier.engine import TwoTier
 from twotier.engine.config import load_config
 from twotier.engine.data import collate, load_splits
+from twotier.engine.distributed import generation_ready
 from twotier.engine.model import load_model, resolve_model_path
 
 LOG_STEPS, EVAL_STEPS, MAX_STEPS = 2, 4, 8
@@ -41,6 +44,11 @@ class LocalFigures(TrainerCallback):
             self.steps[state.global_step] = [float(tap._step_sum), float(tap._step_tokens)]
 
 
+def generation_target_is_lockstep(model: Any) -> bool:
+    with generation_ready(model) as target:
+        return target.lockstep
+
+
 def main() -> int:
     out = Path(sys.argv[1])
     # A user's arguments, without use_cpu: importing twotier made them one gloo run on this CPU-only machine.
@@ -51,9 +59,8 @@ def main() -> int:
     )  # fmt: skip
     config = load_config(None, {"max_length": 64, "output_dir": str(out / "work")})
     with args.main_process_first(local=True):
-        model, tokenizer = load_model(
-            resolve_model_path(config, Path(config.output_dir), write=args.local_process_index == 0)
-        )
+        model_path = resolve_model_path(config, Path(config.output_dir), write=args.local_process_index == 0)
+        model, tokenizer = load_model(model_path)
         splits = load_splits(config, tokenizer, Path(config.output_dir))
 
     figures = LocalFigures()
@@ -73,11 +80,20 @@ def main() -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     found: dict[str, Any] = {"rank": rank, "world_size": world, "run_id": joined.run_id, "writes": figures.writes,
                              "steps": figures.steps}  # fmt: skip
+    evaluator = joined.evaluator
+    assert evaluator is not None
+    prompt = evaluator.probes[0].prompt_ids
+    # The untrained model sharded at load time (FSDP2): every forward and `generate` is a collective, so the
+    # full eval completes only if both ranks run as many of them (no hang), and must score what one process does.
+    fsdp2 = AutoModelForCausalLM.from_pretrained(model_path, distributed_config=DistributedConfig(fsdp_size=world))
+    sharded = evaluator.run_guarded(fsdp2, prompt, 0)
+    found["fsdp2"] = {"sharded": generation_target_is_lockstep(fsdp2), "val_loss": getattr(sharded, "val_loss", None),
+                      "answers": len(getattr(sharded, "probes", ())), "error": getattr(sharded, "error", None)}  # fmt: skip
     dist.barrier()
     dist.destroy_process_group()  # from here each process evaluates alone
-    if rank == 0 and joined.evaluator is not None:
-        alone = joined.evaluator.run(trainer.model, joined.evaluator.probes[0].prompt_ids)
-        found["val_loss_alone"] = alone.val_loss
+    if rank == 0:
+        found["val_loss_alone"] = evaluator.run(trainer.model, prompt).val_loss
+        found["fsdp2"]["val_loss_alone"] = evaluator.run(load_model(model_path)[0], prompt).val_loss
     (out / f"rank{rank}.json").write_text(json.dumps(found), encoding="utf-8")
     return 0
 
