@@ -25,6 +25,7 @@ from twotier.engine.resume import last_complete_checkpoint
 from twotier.store import Kind, LedgerReader, RunInfo, RunStatus, StepEvent
 from twotier.store.control import request_control
 from twotier.store.records import Action
+from twotier.tui.cli import main
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 LAUNCH_S = 240  # every launch runs under a timeout: a rank left in a collective must fail the test, not hang it
@@ -283,3 +284,15 @@ def test_a_model_sharded_with_fsdp2_completes_its_full_eval_on_both_ranks_as_one
     fsdp2 = rank_figures(one_call)[0]["fsdp2"]
     assert fsdp2["sharded"] and fsdp2["error"] is None and fsdp2["answers"] == 4
     assert fsdp2["val_loss"] == pytest.approx(fsdp2["val_loss_alone"], rel=1e-5)
+
+
+def test_an_eval_error_on_one_rank_ends_the_eval_on_both_with_its_rank_named(one_call):
+    failures = [ranks["failed_eval"] for ranks in rank_figures(one_call)]
+    assert failures == ["rank 1: RuntimeError: injected on rank 1"] * 2
+
+
+def test_the_app_under_a_launcher_says_to_train_headless(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["--max-steps", "1"]) == 2
+    assert "--headless" in capsys.readouterr().err

@@ -44,6 +44,10 @@ class LocalFigures(TrainerCallback):
             self.steps[state.global_step] = [float(tap._step_sum), float(tap._step_tokens)]
 
 
+def fail(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected on rank 1")
+
+
 def generation_target_is_lockstep(model: Any) -> bool:
     with generation_ready(model) as target:
         return target.lockstep
@@ -89,6 +93,11 @@ def main() -> int:
     sharded = evaluator.run_guarded(fsdp2, prompt, 0)
     found["fsdp2"] = {"sharded": generation_target_is_lockstep(fsdp2), "val_loss": getattr(sharded, "val_loss", None),
                       "answers": len(getattr(sharded, "probes", ())), "error": getattr(sharded, "error", None)}  # fmt: skip
+    # An eval error on rank 1 alone (before its first forward): agreed on, so both ranks end the eval with it.
+    if rank == 1:
+        evaluator._scoring_batch = fail  # type: ignore[method-assign]
+    failed = evaluator.run_guarded(trainer.model, prompt, 0)
+    found["failed_eval"] = getattr(failed, "error", None)
     dist.barrier()
     dist.destroy_process_group()  # from here each process evaluates alone
     if rank == 0:
