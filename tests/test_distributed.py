@@ -120,22 +120,35 @@ def live_events(ledger: Path, run_id: str) -> list[StepEvent]:
 
 @dataclass(frozen=True)
 class Steered:
-    """The CLI run paused and unpaused through the ledger, stopped by a SIGTERM to rank 1 alone, and resumed
-    to the end under torchrun."""
+    """The CLI run paused and unpaused through the ledger and stopped by a SIGTERM to rank 1 alone; resumed under
+    torchrun and stopped by a request in the ledger; then resumed on one process to the end."""
 
     folder: Path
     run_id: str
     paused_at: int
     stopped_at: int
     stopped: tuple[int, str, str]
-    saved: set[str]  # the files of the checkpoint the stop wrote
+    saved: set[str]  # the files of the checkpoint the signal's stop wrote
     saved_step: int | None  # the global step its trainer state holds
-    stopped_run: RunInfo  # the run as the stop left it
+    stopped_run: RunInfo  # the run as that stop left it
+    resumed_at: int  # where the resumed run's stop ended it
     resumed: tuple[int, str, str]
+    resumed_run: RunInfo
+    alone: subprocess.CompletedProcess[str]  # the last part, on one process
 
     @property
     def ledger(self) -> Path:
         return self.folder / "ledger.db"
+
+    @property
+    def end(self) -> int:
+        return self.resumed_at + RESUMED_STEPS
+
+
+def stopped_step(output: str, run_id: str) -> int:
+    ended = re.search(rf"run {run_id} stopped at step (\d+)", output)
+    assert ended is not None, output[-3000:]
+    return int(ended.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -160,18 +173,32 @@ def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
     stopped = child.wait()
     stopped_run = ledger_run(ledger)
     assert stopped_run is not None
-    ended = re.search(rf"run {run.id} stopped at step (\d+)", stopped[1])
-    assert ended is not None, stopped[2][-3000:]
-    step = int(ended.group(1))
+    step = stopped_step(stopped[1], run.id)
     # What the stop saved, before the resumed run's checkpoints rotate it out (save_total_limit).
     checkpoint = folder / "out" / run.id / f"checkpoint-{step}"
     saved = {p.name for p in checkpoint.iterdir()} if checkpoint.is_dir() else set()
     saved_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if saved else None
-    child = torchrun(
-        "-m", "twotier.tui.cli", "--headless", "--resume", run.id, "--max-steps", str(step + RESUMED_STEPS),
-        *where, cwd=folder, name="resumed",
+
+    child = torchrun("-m", "twotier.tui.cli", "--headless", "--resume", run.id, *where, cwd=folder, name="resumed")
+    try:
+        wait_until(child, ledger, "went on", lambda run: run.status is RunStatus.RUNNING and run.last_step >= step + 2)
+        request_control(ledger, run.id, Action.STOP)
+    except BaseException:
+        child.kill()
+        raise
+    resumed = child.wait()
+    resumed_run = ledger_run(ledger)
+    assert resumed_run is not None
+    resumed_at = stopped_step(resumed[1], run.id)
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--resume", run.id, *where]
+    command += ["--max-steps", str(resumed_at + RESUMED_STEPS)]
+    alone = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=LAUNCH_S)
+    return Steered(
+        folder, run.id, paused.last_step, step, stopped, saved, saved_step, stopped_run, resumed_at, resumed,
+        resumed_run, alone,
     )  # fmt: skip
-    return Steered(folder, run.id, paused.last_step, step, stopped, saved, saved_step, stopped_run, child.wait())
 
 
 def test_a_sigterm_to_one_worker_stops_both_ranks_at_one_step_and_the_run_is_stopped(steered):
@@ -188,39 +215,51 @@ def test_the_stopped_checkpoint_holds_both_ranks_random_states(steered):
     assert steered.saved_step == steered.stopped_at
 
 
-def test_the_pause_and_unpause_requests_reached_both_ranks(steered):
-    # A rank that had not paused, or not gone on, would have left the other in a collective: no clean stop later.
+def test_the_pause_unpause_and_stop_requests_reached_both_ranks(steered):
+    # A rank that had not paused, gone on or stopped would have left the other in a collective: no clean end.
     done = rows(steered.ledger, "SELECT action, done_at IS NOT NULL FROM request ORDER BY id")
-    assert done == [("pause", 1), ("unpause", 1)]
+    assert done == [("pause", 1), ("unpause", 1), ("stop", 1)]
+
+
+def test_a_run_resumed_under_torchrun_and_stopped_from_the_ledger_ends_cleanly_on_both_ranks(steered):
+    code, out, err = steered.resumed
+    assert code == 0, err[-3000:]
+    assert f"run {steered.run_id} stopped at step {steered.resumed_at} (resumed from step {steered.stopped_at})" in out
+    assert (steered.resumed_run.status, steered.resumed_run.interrupted) == (RunStatus.STOPPED, False)
 
 
 def test_the_run_is_recorded_once_with_who_trained_it(steered):
-    (run,) = rows(steered.ledger, "SELECT id, world_size, node_count, backend, distributed_type FROM run")
-    assert run == (steered.run_id, 2, 1, "gloo", "MULTI_CPU")
-    with LedgerReader(steered.ledger) as reader:
-        info = reader.run(steered.run_id)
-    assert info.global_batch_size == 2 * 4 and len(info.hosts) == 1
+    assert rows(steered.ledger, "SELECT id FROM run") == [(steered.run_id,)]
+    for info in (steered.stopped_run, steered.resumed_run):
+        world = (info.world_size, info.node_count, info.backend, info.distributed_type, info.global_batch_size)
+        assert world == (2, 1, "gloo", "MULTI_CPU", 2 * 4) and len(info.hosts) == 1
 
 
-def test_the_resumed_run_ends_finished_with_one_event_per_tier_step(steered):
-    code, out, err = steered.resumed
-    assert code == 0, err[-3000:]
-    end = steered.stopped_at + RESUMED_STEPS
-    assert f"run {steered.run_id} finished at step {end} (resumed from step {steered.stopped_at})" in out
+def test_a_run_resumed_on_one_process_warns_and_goes_on_to_its_end(steered):
+    assert steered.alone.returncode == 0, steered.alone.stderr[-3000:]
+    assert "was trained on 2 processes (global batch 8) and resumes on 1 (global batch 4)" in steered.alone.stderr
+    assert f"run {steered.run_id} finished at step {steered.end} (resumed from step {steered.resumed_at})" in (
+        steered.alone.stdout
+    )
+    assert rows(steered.ledger, "SELECT world_size FROM run") == [(1,)]
+
+
+def test_the_run_has_one_event_per_tier_step_across_its_three_parts(steered):
     events = live_events(steered.ledger, steered.run_id)
+    end = steered.end
     expected = [(step, Kind.FULL if step % 10 == 0 or step == end else Kind.FAST) for step in range(2, end + 1, 2)]
     if end % 2:
         expected.append((end, Kind.FULL))
     assert [(e.step, e.kind) for e in events] == expected
     assert not [key for key, count in Counter((e.step, e.kind) for e in events).items() if count > 1]
-    assert {e.example_rank for e in events} == {0}
+    assert {e.example_rank for e in events if e.step <= steered.resumed_at} == {0}
     assert all(len(e.probes) == 4 for e in events if e.is_full)
 
 
 def test_rank_1_prints_nothing(steered):
     _, out, _ = steered.resumed
     events = live_events(steered.ledger, steered.run_id)
-    resumed = [e for e in events if e.step > steered.stopped_at]
+    resumed = [e for e in events if steered.stopped_at < e.step <= steered.resumed_at]
     assert out.count("FULL EVAL - Step") + out.count("FAST LOG - Step") == len(resumed)
 
 
