@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ class Launch:
                 if f"RANK={rank}".encode() in environ:
                     return pid
         raise AssertionError(f"no worker of rank {rank} under torchrun")
+
+    def signal_launcher(self) -> None:
+        os.kill(_children(self.child.pid)[0], signal.SIGTERM)  # torchrun itself, under coreutils' timeout
 
     def kill(self) -> None:
         os.killpg(self.child.pid, signal.SIGKILL)  # torchrun and both workers: they share the session
@@ -121,7 +125,8 @@ def live_events(ledger: Path, run_id: str) -> list[StepEvent]:
 @dataclass(frozen=True)
 class Steered:
     """The CLI run paused and unpaused through the ledger and stopped by a SIGTERM to rank 1 alone; resumed under
-    torchrun and stopped by a request in the ledger; then resumed on one process to the end."""
+    torchrun and stopped by a request in the ledger; resumed again and stopped by a SIGTERM to torchrun; then
+    resumed on one process to the end."""
 
     folder: Path
     run_id: str
@@ -131,9 +136,11 @@ class Steered:
     saved: set[str]  # the files of the checkpoint the signal's stop wrote
     saved_step: int | None  # the global step its trainer state holds
     stopped_run: RunInfo  # the run as that stop left it
-    resumed_at: int  # where the resumed run's stop ended it
-    resumed: tuple[int, str, str]
+    resumed_at: int  # where the last torchrun part ended (the signal to torchrun's stop)
+    resumed: tuple[int, str, str]  # resumed, stopped from the ledger
     resumed_run: RunInfo
+    signalled: tuple[int, str, str]  # resumed again, stopped by a SIGTERM to the torchrun parent
+    signalled_run: RunInfo
     alone: subprocess.CompletedProcess[str]  # the last part, on one process
 
     @property
@@ -179,17 +186,24 @@ def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
     saved = {p.name for p in checkpoint.iterdir()} if checkpoint.is_dir() else set()
     saved_step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] if saved else None
 
-    child = torchrun("-m", "twotier.tui.cli", "--headless", "--resume", run.id, *where, cwd=folder, name="resumed")
-    try:
-        wait_until(child, ledger, "went on", lambda run: run.status is RunStatus.RUNNING and run.last_step >= step + 2)
-        request_control(ledger, run.id, Action.STOP)
-    except BaseException:
-        child.kill()
-        raise
-    resumed = child.wait()
+    def resume_then_stop(after: int, name: str, stop: Callable[[Launch], object]) -> tuple[tuple[int, str, str], int]:
+        child = torchrun("-m", "twotier.tui.cli", "--headless", "--resume", run.id, *where, cwd=folder, name=name)
+        try:
+            wait_until(child, ledger, "went on", lambda run: run.status is RunStatus.RUNNING and run.last_step > after)
+            stop(child)
+        except BaseException:
+            child.kill()
+            raise
+        ended = child.wait()
+        return ended, stopped_step(ended[1], run.id)
+
+    resumed, resumed_at = resume_then_stop(step + 1, "resumed", lambda _: request_control(ledger, run.id, Action.STOP))
     resumed_run = ledger_run(ledger)
     assert resumed_run is not None
-    resumed_at = stopped_step(resumed[1], run.id)
+    # SIGTERM to the torchrun parent: it passes the signal on to both workers.
+    signalled, resumed_at = resume_then_stop(resumed_at + 1, "signalled", lambda child: child.signal_launcher())
+    signalled_run = ledger_run(ledger)
+    assert signalled_run is not None
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     command = [sys.executable, "-m", "twotier.tui.cli", "--headless", "--resume", run.id, *where]
@@ -197,7 +211,7 @@ def steered(tmp_path_factory: pytest.TempPathFactory) -> Steered:
     alone = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=LAUNCH_S)
     return Steered(
         folder, run.id, paused.last_step, step, stopped, saved, saved_step, stopped_run, resumed_at, resumed,
-        resumed_run, alone,
+        resumed_run, signalled, signalled_run, alone,
     )  # fmt: skip
 
 
@@ -224,13 +238,22 @@ def test_the_pause_unpause_and_stop_requests_reached_both_ranks(steered):
 def test_a_run_resumed_under_torchrun_and_stopped_from_the_ledger_ends_cleanly_on_both_ranks(steered):
     code, out, err = steered.resumed
     assert code == 0, err[-3000:]
-    assert f"run {steered.run_id} stopped at step {steered.resumed_at} (resumed from step {steered.stopped_at})" in out
+    assert f"run {steered.run_id} stopped at step " in out and f"(resumed from step {steered.stopped_at})" in out
     assert (steered.resumed_run.status, steered.resumed_run.interrupted) == (RunStatus.STOPPED, False)
+
+
+def test_a_sigterm_to_torchrun_stops_both_ranks_at_one_step_with_every_rank_s_state_saved(steered):
+    code, out, err = steered.signalled
+    assert "Timed out" not in err and "Connection closed" not in err, err[-3000:]
+    assert f"✖ run {steered.run_id} stopped at step {steered.resumed_at}" in out
+    assert (steered.signalled_run.status, steered.signalled_run.interrupted) == (RunStatus.STOPPED, True)
+    # The one-process part resumed from this stop's checkpoint, which it accepts only with both ranks' states.
+    assert f"(resumed from step {steered.resumed_at})" in steered.alone.stdout
 
 
 def test_the_run_is_recorded_once_with_who_trained_it(steered):
     assert rows(steered.ledger, "SELECT id FROM run") == [(steered.run_id,)]
-    for info in (steered.stopped_run, steered.resumed_run):
+    for info in (steered.stopped_run, steered.resumed_run, steered.signalled_run):
         world = (info.world_size, info.node_count, info.backend, info.distributed_type, info.global_batch_size)
         assert world == (2, 1, "gloo", "MULTI_CPU", 2 * 4) and len(info.hosts) == 1
 
@@ -244,7 +267,7 @@ def test_a_run_resumed_on_one_process_warns_and_goes_on_to_its_end(steered):
     assert rows(steered.ledger, "SELECT world_size FROM run") == [(1,)]
 
 
-def test_the_run_has_one_event_per_tier_step_across_its_three_parts(steered):
+def test_the_run_has_one_event_per_tier_step_across_its_four_parts(steered):
     events = live_events(steered.ledger, steered.run_id)
     end = steered.end
     expected = [(step, Kind.FULL if step % 10 == 0 or step == end else Kind.FAST) for step in range(2, end + 1, 2)]
@@ -258,8 +281,9 @@ def test_the_run_has_one_event_per_tier_step_across_its_three_parts(steered):
 
 def test_rank_1_prints_nothing(steered):
     _, out, _ = steered.resumed
+    last = stopped_step(out, steered.run_id)
     events = live_events(steered.ledger, steered.run_id)
-    resumed = [e for e in events if steered.stopped_at < e.step <= steered.resumed_at]
+    resumed = [e for e in events if steered.stopped_at < e.step <= last]
     assert out.count("FULL EVAL - Step") + out.count("FAST LOG - Step") == len(resumed)
 
 
