@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from support import REPO, rows
+from support import REPO, rows, twotier
 from twotier.engine.resume import last_complete_checkpoint
 from twotier.store import Kind, LedgerReader, RunInfo, RunStatus, StepEvent
 from twotier.store.control import request_control
@@ -359,3 +359,9 @@ def test_the_app_under_a_launcher_says_to_train_headless(monkeypatch, capsys, tm
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["--max-steps", "1"]) == 2
     assert "--headless" in capsys.readouterr().err
+
+
+def test_ledger_show_says_who_trained_a_distributed_run(one_call):
+    shown = twotier(one_call, "ledger", "show", "latest", "--ledger", str(one_call / "ledger.db"))
+    assert shown.returncode == 0, shown.stderr
+    assert "2 processes on 1 node (gloo, MULTI_CPU) · global batch 8 · hosts " in shown.stdout
