@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: run every measurement (issues 4, 10 and 14) and print one table."""
+"""`python -m bench [--quick]`: run every measurement (issues 4, 10, 11 and 14) and print one table."""
 
 from __future__ import annotations
 
@@ -15,14 +15,27 @@ import torch
 from .stats import Row, Table
 from .workload import BENCH_DIR, Workload, load_workload
 
-SECTIONS = ("fastlog", "cadence", "evalcost", "ledgerwrite", "trackers", "reading", "startup", "app", "data", "sft")
+SECTIONS = (
+    "fastlog",
+    "distfastlog",
+    "cadence",
+    "evalcost",
+    "ledgerwrite",
+    "trackers",
+    "reading",
+    "startup",
+    "app",
+    "data",
+    "sft",
+)
 
 
 def _runner(name: str, quick: bool, threads: int, work: Callable[[], Workload]) -> Callable[[], list[Row]]:
-    from . import app, cadence, data, evalcost, fastlog, ledgerwrite, reading, sft, startup, trackers
+    from . import app, cadence, data, distfastlog, evalcost, fastlog, ledgerwrite, reading, sft, startup, trackers
 
     return {
         "fastlog": lambda: fastlog.measure(work(), quick),
+        "distfastlog": lambda: distfastlog.measure(quick),
         "cadence": lambda: cadence.measure(work(), quick),
         "evalcost": lambda: evalcost.measure(work(), quick),
         "ledgerwrite": lambda: ledgerwrite.measure(quick),

@@ -55,6 +55,8 @@ class ControlCallback(TrainerCallback):
             if not decided.stop:
                 self._set_status(RunStatus.RUNNING, run.carried_out("unpause"), state.global_step)
         if decided.stop:
+            if not run.stop_requested:  # another rank's signal: this rank ends the run as if it had got it
+                run.stop()
             control.should_training_stop = True
             control.should_save = True
         elif self.save_at_end and state.global_step >= state.max_steps:

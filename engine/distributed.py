@@ -59,6 +59,24 @@ def trainer_needs_use_cpu() -> bool:
     return launched_world_size() > 1 and not has_accelerator()
 
 
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (RANK), before any group exists; 0 when launched alone."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def cpu_by_default() -> bool:
+    """Under a launcher on a machine without an accelerator, make the `TrainingArguments` built from now on
+    choose gloo and one run (accelerate reads ACCELERATE_USE_CPU), as if the script had passed `use_cpu=True`.
+
+    For a user's own script, which builds its arguments itself: importing `twotier.engine.join` calls this, so a
+    script that imports it first needs no change to run under torchrun on CPUs. Returns whether it did.
+    """
+    if not trainer_needs_use_cpu():
+        return False
+    os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+    return True
+
+
 def init_from_launcher(timeout: timedelta | None = None) -> bool:
     """Join the group the launcher describes in the environment (once); False when launched as one process.
 
@@ -325,6 +343,35 @@ def run_in_lockstep(
     if any_rank(error is not None, group=group):
         return results, first_failure(error, group=group)
     return results, None
+
+
+class RankFailed(Exception):
+    """A sharded phase failed on some rank; every rank raises it, with the same message naming that rank."""
+
+
+def sharded(
+    items: Sequence[T],
+    batch_size: int,
+    prepare: Callable[[list[T]], P],
+    forward: Callable[[P], Out],
+    finish: Callable[[list[T], Out], Sequence[R]],
+    *,
+    lockstep: bool,
+    group: Group = None,
+) -> list[R]:
+    """One result per item of `items`, in order, on every rank: each rank works on its padded share
+    (`split_padded`) in batches of `batch_size` through `run_in_lockstep`, and the shares are gathered.
+
+    `finish` returns one result per item of its batch. One process runs every item itself and communicates
+    nothing. Raises `RankFailed` on every rank at once when any rank's `prepare`, `forward` or `finish` failed.
+    """
+    share = split_padded(items)
+    size = max(batch_size, 1)
+    batches = [share.items[start : start + size] for start in range(0, len(share.items), size)]
+    results, failure = run_in_lockstep(batches, prepare, forward, finish, lockstep=lockstep, group=group)
+    if failure is not None:
+        raise RankFailed(failure)
+    return gather_in_order(results, share, group=group)
 
 
 def _describe(err: BaseException) -> str:

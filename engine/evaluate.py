@@ -1,4 +1,9 @@
-"""The full eval's work: validation loss, batched greedy answers, and the probe set's verdicts."""
+"""The full eval's work: validation loss, batched greedy answers, and the probe set's verdicts.
+
+In a multi-process run every rank takes part: each scores and answers its share of the examples and
+prompts (padded, so that every rank runs as many forwards and `generate` calls as the others, which a
+sharded model needs), and the results are gathered in order: the figures one process would get.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -15,6 +21,7 @@ from ..store.records import ProbeResult
 from .capture import token_losses
 from .chat import RowReader
 from .data import IGNORE_INDEX, Example, collate
+from .distributed import RankFailed, generation_ready, sharded
 from .matching import DEFAULT_MATCH, MatchRule, parse_match_rule
 from .probes import Probe, probe_of
 
@@ -90,6 +97,8 @@ class Evaluator:
         """The full eval, or why it failed: an eval that runs out of memory must not end the training."""
         try:
             return self.run(model, example_prompt_ids)
+        except RankFailed as err:  # already "rank N: Error: ...", and the same on every rank
+            failure = str(err)
         except Exception as err:  # noqa: BLE001 - any failure of the eval alone; training errors pass elsewhere
             failure = f"{type(err).__name__}: {first_line(err)}"
         # Out of the except block, the traceback and the tensors its frames held are gone.
@@ -109,9 +118,13 @@ class Evaluator:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
-                val_loss, probe_losses, token_accuracy = self._score(model)
-                answers = self.generate(model, [example_prompt_ids] + [p.prompt_ids for p in self.asked])
+            # Under DDP, FSDP or ZeRO-3, the module generate can be called on (parameters gathered where needed).
+            with torch.no_grad(), generation_ready(model) as target:
+                val_loss, probe_losses, token_accuracy = self._score(target.module, lockstep=target.lockstep)
+                prompts = [example_prompt_ids] + [p.prompt_ids for p in self.asked]
+                answers = sharded(
+                    prompts, self.batch_size, list, partial(self.generate, target), _same, lockstep=target.lockstep
+                )
         finally:
             model.train(was_training)
         losses: list[float | None] = [*probe_losses, *[None] * (len(self.asked) - len(probe_losses))]
@@ -137,30 +150,20 @@ class Evaluator:
             score=score,
         )
 
-    def _score(self, model: torch.nn.Module) -> tuple[float, list[float], float | None]:
+    def _score(self, model: Any, *, lockstep: bool = False) -> tuple[float, list[float], float | None]:
         """Token-weighted validation loss, each probe's mean loss, and the probes' teacher-forced token accuracy."""
-        total, tokens, per_example = 0.0, 0, []
-        correct = counted = 0
-        device = model.device
-        for start in range(0, len(self.scored), self.batch_size):
-            chunk = self.scored[start : start + self.batch_size]
-            rows = [{"input_ids": e.input_ids, "labels": self._labels(e)} for e in chunk]
-            batch = collate(rows, self.tokenizer.pad_token_id)
-            batch = {key: value.to(device) for key, value in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            losses, mask = token_losses(logits, batch["labels"])
-            sums, counts = losses.sum(dim=1), mask.sum(dim=1)
-            total += sums.sum().item()
-            tokens += int(counts.sum().item())
-            per_example.extend((sums / counts.clamp(min=1)).tolist())
-            probe_rows = max(0, min(len(chunk), len(self.probes) - start))
-            if probe_rows:
-                shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE_INDEX)[..., 1:]
-                hits = (logits.argmax(-1) == shifted) & mask
-                correct += int(hits[:probe_rows].sum().item())
-                counted += int(mask[:probe_rows].sum().item())
-        val_loss = total / tokens if tokens else float("nan")
-        return val_loss, per_example[: len(self.probes)], (correct / counted if counted else None)
+        prepare = partial(self._scoring_batch, device=model.device)
+        rows = sharded(self.scored, self.batch_size, prepare, partial(_logits, model), _row_figures, lockstep=lockstep)
+        tokens = sum(count for _, count, _ in rows)
+        val_loss = sum(total for total, _, _ in rows) / tokens if tokens else float("nan")
+        probes = rows[: len(self.probes)]
+        counted = sum(count for _, count, _ in probes)
+        token_accuracy = sum(correct for _, _, correct in probes) / counted if counted else None
+        return val_loss, [total / max(count, 1) for total, count, _ in probes], token_accuracy
+
+    def _scoring_batch(self, chunk: list[Example], device: torch.device) -> dict[str, torch.Tensor]:
+        rows = [{"input_ids": e.input_ids, "labels": self._labels(e)} for e in chunk]
+        return {key: value.to(device) for key, value in collate(rows, self.tokenizer.pad_token_id).items()}
 
     def _labels(self, example: Example) -> list[int]:
         return example.input_ids if self.covers_prompt else example.labels
@@ -191,3 +194,23 @@ class Evaluator:
                 start, stop = self.reader.content(row)
                 answers.append(Answer(self.reader.decode(row[start:stop]), stop - start))
         return answers
+
+
+def _logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    return batch, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def _row_figures(
+    chunk: list[Example], output: tuple[dict[str, torch.Tensor], torch.Tensor]
+) -> list[tuple[float, int, int]]:
+    """Per example: summed token loss, tokens scored, tokens the argmax got right (teacher-forced)."""
+    batch, logits = output
+    losses, mask = token_losses(logits, batch["labels"])
+    shifted = torch.nn.functional.pad(batch["labels"], (0, 1), value=IGNORE_INDEX)[..., 1:]
+    hits = (logits.argmax(-1) == shifted) & mask
+    figures = torch.stack([losses.sum(dim=1).double(), mask.sum(dim=1).double(), hits.sum(dim=1).double()], dim=1)
+    return [(total, int(count), int(correct)) for total, count, correct in figures.tolist()]
+
+
+def _same(chunk: list[list[int]], answers: list[Answer]) -> list[Answer]:
+    return answers

@@ -23,6 +23,7 @@ from transformers import Trainer, TrainerControl, TrainerState, TrainingArgument
 
 from ..store import LedgerWriter, RunInfo, RunStatus, StepEvent, TwoTierError, create_run, open_ledger
 from ..store.errors import first_line
+from . import distributed
 from .cadence import TierSettings
 from .chat import RowReader, own_template, probe_wrapper
 from .config import Config
@@ -32,11 +33,14 @@ from .errors import ConfigError
 from .evaluate import Evaluator
 from .matching import DEFAULT_MATCH, parse_match_rule
 from .probes import Probe, load_probes
+from .runner import global_batch
 from .sources import check_probes_file
 from .steering import Steering
 from .tiers import TwoTierCallback
 
 log = logging.getLogger("twotier.engine")
+# A script that imports this before building its TrainingArguments runs under torchrun on CPUs as one run (gloo).
+distributed.cpu_by_default()
 SOURCE = "trainer.eval_dataset"
 DEFAULT_MAX_LENGTH = 1024
 
@@ -72,6 +76,11 @@ class TwoTier(TwoTierCallback):
         if not isinstance(trainer, Trainer):
             raise ConfigError(
                 f"TwoTier needs a transformers Trainer (Trainer, TRL's SFTTrainer or a subclass), got {type(trainer).__name__}"
+            )
+        if distributed.trainer_needs_use_cpu() and trainer.args.world_size <= 1:
+            raise ConfigError(
+                f"TwoTier: {distributed.launched_world_size()} processes were launched on a machine without GPUs, but"
+                " the Trainer trains each alone: pass use_cpu=True to TrainingArguments (or import twotier first)"
             )
         tokenizer = _tokenizer(trainer)
         settings = TierSettings(log_steps, eval_steps, gap_threshold)
@@ -117,7 +126,8 @@ class TwoTier(TwoTierCallback):
             "match": rule.spec,
             "probes": None if probes is None else str(probes),
         }
-        open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
+        if distributed.launched_rank() == 0:  # rank 0 alone writes (the ledger is on its node's disk)
+            open_ledger(self.ledger).close()  # a ledger that cannot be opened fails here, before any training
         self._writer: LedgerWriter | None = None
         self.steering = Steering()
         self._control: ControlCallback | None = None
@@ -131,11 +141,14 @@ class TwoTier(TwoTierCallback):
         model: torch.nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
-        self.run_id = uuid.uuid4().hex[:12]
+        # On every rank (collectives): rank 0's run id, and who takes part.
+        self.run_id = distributed.broadcast_object(uuid.uuid4().hex[:12])
         self.steering = Steering()  # each train() is a run of its own, asked things of its own
-        if state.is_world_process_zero:
+        state_of = getattr(args, "distributed_state", None)
+        world = distributed.world_info(state_of.distributed_type.value if state_of is not None else None)
+        if world.is_main:
             ledger = open_ledger(self.ledger)
-            create_run(ledger, self._run_info(state))
+            create_run(ledger, self._run_info(state, world))
             self._writer = LedgerWriter(ledger, self.run_id, on_request=self.steering.request)
         # On every rank: the control callback agrees with the other ranks at each step end (a collective).
         self._control = ControlCallback(self.steering, self._writer, save_at_end=False)
@@ -178,7 +191,7 @@ class TwoTier(TwoTierCallback):
         if self._writer is not None:
             self._writer.submit(event)
 
-    def _run_info(self, state: TrainerState) -> RunInfo:
+    def _run_info(self, state: TrainerState, world: distributed.WorldInfo) -> RunInfo:
         trainer, now = self.trainer, time.time()
         model = model_name(trainer.model)
         name = self.run_name or trainer.args.run_name or f"{Path(model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -202,6 +215,8 @@ class TwoTier(TwoTierCallback):
             host=socket.gethostname(),
             pid=os.getpid(),
             trained_from=now,  # the script loaded its model and data before: nothing of that is in this run
+            global_batch_size=global_batch(trainer.args),
+            **world.record(),
         )
 
 

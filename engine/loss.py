@@ -3,7 +3,8 @@
 The library reduces the token losses to one number inside its step. The tap is handed the unreduced losses
 of each micro-batch (by `TwoTierTrainer.compute_loss`, or by a `capture.ForwardHook` in any other trainer)
 and derives from them the step's loss (the library's own number), the running mean since the last full
-eval, and one example's loss: a fast log then costs no extra forward pass and no second cross-entropy.
+eval, and one example's loss: a fast log then costs no extra forward pass and no second cross-entropy. In a
+multi-process run the step's and running figures are summed over every rank at the read (one all-reduce).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .capture import Captured, Unavailable, document_loss, split_row
+from .distributed import is_distributed, sum_across_ranks
 
 
 @dataclass
@@ -63,7 +65,9 @@ class LossTap:
     def read(self, *, since_eval: bool) -> Reading:
         """The one host sync of a log step: the example's row and loss, the step's and the running losses.
 
-        Everything travels in one float32 tensor: token ids are exact in float32 below 2**24.
+        Everything travels in one tensor (token ids are exact in float32 below 2**24). In a multi-process run it is a
+        collective: the step's and running sums and token counts are this step's over every rank (one float64
+        all-reduce, so the losses are token-weighted over all ranks); the example is this rank's own.
         """
         if self.last is None:
             raise RuntimeError("the loss tap has seen no training batch yet")
@@ -79,9 +83,13 @@ class LossTap:
             self._since_eval_tokens,
             self._input_tokens,
         ]
-        scalars = torch.stack([torch.as_tensor(value, dtype=torch.float32, device=device) for value in values])
+        # One process keeps float32 (Apple's MPS has no float64); several sum their figures in float64.
+        dtype = torch.float64 if is_distributed() else torch.float32
+        scalars = torch.stack([torch.as_tensor(value, dtype=dtype, device=device) for value in values])
+        if is_distributed():  # the step's, the running and the input figures of every rank
+            scalars = torch.cat([scalars[:2], sum_across_ranks(scalars[2:])])
         row = [captured.input_ids[0].to(device), captured.labels[0].to(device), captured.documents[0]]
-        flat = torch.cat([scalars, *(part.float() for part in row)]).tolist()
+        flat = torch.cat([scalars, *(part.to(dtype) for part in row)]).tolist()
         example_sum, example_tokens, step_sum, step_tokens, eval_sum, eval_tokens, input_tokens = flat[:7]
         width = captured.input_ids.shape[1]
         ids, labels, documents = ([int(v) for v in flat[7 + k * width : 7 + (k + 1) * width]] for k in range(3))

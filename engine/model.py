@@ -12,14 +12,17 @@ from .demo import write_demo_model
 from .errors import DataError
 
 
-def resolve_model_path(config: Config, workdir: Path) -> str:
-    """The id or folder to load: the demo model is written under `workdir` first."""
+def resolve_model_path(config: Config, workdir: Path, *, write: bool = True) -> str:
+    """The id or folder to load: the demo model is written under `workdir` first, unless `write` is False (the
+    other processes of a node, which read what the node's main process wrote)."""
     if config.model == DEMO:
-        return str(write_demo_model(workdir / "demo-model", config.seed))
+        folder = workdir / "demo-model"
+        return str(write_demo_model(folder, config.seed) if write else folder)
     if config.model == DEMO_CHAT:
         from .chat_demo import write_chat_model
 
-        return str(write_chat_model(workdir / "demo-chat-model", config.seed))
+        folder = workdir / "demo-chat-model"
+        return str(write_chat_model(folder, config.seed) if write else folder)
     return config.model
 
 

@@ -50,7 +50,7 @@ def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | 
             f"run {run.id} is still {run.status.value} (its heartbeat is recent); stop it first", exit_code=2
         )
     config = load_config(None, {**run.config, "ledger": str(ledger), **(overrides or {})})
-    found = last_complete_checkpoint(Path(config.output_dir) / run.id)
+    found = last_complete_checkpoint(Path(config.output_dir) / run.id, world_size=run.world_size)
     if found is None and run.launcher == DAEMON:
         return ResumePoint(run.id, config, None, 0)
     if found is None:
@@ -61,8 +61,11 @@ def find_resume_point(ledger: str | Path, ref: str, overrides: dict[str, Any] | 
     return ResumePoint(run.id, config, checkpoint, step)
 
 
-def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest `checkpoint-N` whose trainer state was written whole; half-written ones are skipped."""
+def last_complete_checkpoint(run_dir: Path, *, world_size: int = 1) -> tuple[Path, int] | None:
+    """The newest `checkpoint-N` whose trainer state was written whole; half-written ones are skipped.
+
+    A run of `world_size` processes saves each rank's random state beside the weights (`rng_state_<rank>.pth`),
+    rank 0 the rest, with no barrier between: a checkpoint cut short may lack a rank's, and is skipped too."""
     candidates = []
     for folder in run_dir.glob("checkpoint-*"):
         suffix = folder.name.removeprefix("checkpoint-")
@@ -73,6 +76,7 @@ def last_complete_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
             state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if state.get("global_step") == step and any(folder.glob("*.safetensors")):
+        ranks_saved = world_size <= 1 or all((folder / f"rng_state_{r}.pth").exists() for r in range(world_size))
+        if state.get("global_step") == step and any(folder.glob("*.safetensors")) and ranks_saved:
             return folder, step
     return None

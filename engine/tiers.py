@@ -23,6 +23,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..store.records import Kind, StepEvent
+from . import distributed
 from .cadence import TierSettings
 from .capture import ForwardHook
 from .chat import RowReader, Shown
@@ -51,6 +52,7 @@ class _Due:
     reading: Reading
     tokens_per_s: float | None
     evaluation: EvalResult | EvalFailure | None
+    rank: int | None  # the example's, in a multi-process run
 
 
 class TwoTierCallback(TrainerCallback):
@@ -125,10 +127,12 @@ class TwoTierCallback(TrainerCallback):
         if kind is None:
             return
         control.should_log = True  # on every rank: the Trainer's logging gathers the loss across ranks
-        if self.tap.last is None or not state.is_world_process_zero:
+        if self.tap.last is None:
             return
+        # On every rank, in the same order: the read sums the losses over the ranks and the full eval is sharded
+        # over them (both collectives); only the main process's publish writes (the others' publish nothing).
         reading = self.tap.read(since_eval=kind is Kind.FULL)  # the host sync of this log step
-        self._check_reading(reading)
+        self._check_reading(reading, loud=state.is_world_process_zero)
         example = self.reader.show(reading.input_ids, reading.labels)
         now = time.perf_counter()
         tokens_per_s = reading.input_tokens / (now - self._last_read) if now > self._last_read else None
@@ -136,7 +140,8 @@ class TwoTierCallback(TrainerCallback):
         if kind is Kind.FULL and self.evaluator is not None and model is not None:
             evaluation = self.evaluator.run_guarded(model, example.prompt_ids, state.global_step)
         self._last_read = time.perf_counter()
-        self._due = _Due(kind, state.global_step, example, reading, tokens_per_s, evaluation)
+        rank = distributed.rank() if distributed.is_distributed() else None
+        self._due = _Due(kind, state.global_step, example, reading, tokens_per_s, evaluation, rank)
 
     def on_log(
         self,
@@ -149,15 +154,18 @@ class TwoTierCallback(TrainerCallback):
         if logs and "loss" in logs:
             self._publish_due(logs, epoch=state.epoch)
 
-    def _check_reading(self, reading: Reading) -> None:
-        """Say once what the step's output cannot give, and what the training loss covers (the gap follows it)."""
+    def _check_reading(self, reading: Reading, *, loud: bool = True) -> None:
+        """Say once what the step's output cannot give, and what the training loss covers (the gap follows it).
+        `loud`: this process says it (one of several ranks says nothing, but scores the same way)."""
         if self.tap.unavailable is not None and not self._told_unavailable:
             self._told_unavailable = True
-            log.warning("%s; the fast log shows the example and the trainer's loss only", self.tap.unavailable)
+            if loud:
+                log.warning("%s; the fast log shows the example and the trainer's loss only", self.tap.unavailable)
         if not self._checked_mask and reading.labels:
             self._checked_mask = True
             if self.reader.covers_prompt(reading.labels):
-                log.warning(COVERS_PROMPT)
+                if loud:
+                    log.warning(COVERS_PROMPT)
                 if self.evaluator is not None:
                     self.evaluator.covers_prompt = True
 
@@ -183,6 +191,7 @@ class TwoTierCallback(TrainerCallback):
             grad_norm=logs.get("grad_norm"),
             tokens_per_s=due.tokens_per_s,
             epoch=epoch,
+            example_rank=due.rank,
             metrics=logged_metrics(logs),
         )
         if isinstance(due.evaluation, EvalFailure):

@@ -106,6 +106,8 @@ class StepEvent:
     grad_norm: float | None = None
     tokens_per_s: float | None = None
     epoch: float | None = None
+    # In a multi-process run, the rank whose batch the example came from (the losses are over every rank's).
+    example_rank: int | None = None
     # Every other number the trainer logged at this step, by its key (TRL's entropy, mean_token_accuracy...).
     metrics: dict[str, float] = field(default_factory=dict, metadata=stored(JSON))
     wall_time: float
@@ -162,6 +164,15 @@ class RunInfo:
     # {"name": ..., "done": rows so far, "total": rows or None, "since": when it began}; None once training.
     phase: dict[str, Any] | None = field(default=None, metadata=stored(JSON))
     trained_from: float | None = None  # when training began: started_at to here was loading
+    # A run launched as several processes (torchrun, accelerate launch, srun torchrun): how many, on how many
+    # nodes, the collective backend (gloo, nccl), accelerate's distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP,
+    # DEEPSPEED), the examples of one optimizer step over every rank, and the nodes' host names.
+    world_size: int = 1
+    node_count: int = 1
+    backend: str | None = None
+    distributed_type: str | None = None
+    global_batch_size: int | None = None
+    hosts: list[str] = field(default_factory=list, metadata=stored(JSON))
 
     @property
     def opened(self) -> float:

@@ -70,12 +70,17 @@ def create_run(ledger: Ledger, run: RunInfo) -> None:
         raise LedgerError(f"{ledger.path}: cannot write to the ledger: {err}") from err
 
 
-def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
+def reopen_run(ledger: Ledger, run_id: str, from_step: int, **fields: Any) -> int:
     """Mark a run running (again) from `from_step`, written by this process: a stopped or crashed run
     resumed (its later events are superseded, kept but not read), or a queued one started (step 0).
+    `fields`: other `RunInfo` fields that are this process's now (world size, hosts...).
     Returns how many events were superseded: the resumed run logs those steps again.
     """
     Event, Run = ledger.tables.event.model, ledger.tables.run.model
+    updates: dict[str, Any] = {}
+    for column in ledger.tables.run.columns:
+        if column.attr in fields:
+            updates.update(column.to_db(fields[column.attr], None))
     try:
         with ledger.db.atomic():
             queued = Run.select(Run.status).where(Run.id == run_id).scalar() == RunStatus.QUEUED.value
@@ -96,6 +101,7 @@ def reopen_run(ledger: Ledger, run_id: str, from_step: int) -> int:
                 pid=os.getpid(),
                 interrupted=False,
                 queue_position=None,
+                **updates,
                 **({"started_at": now} if queued else {}),  # a queued run starts now; it was submitted earlier
             ).where(Run.id == run_id).execute()
     except OperationalError as err:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import types
 import typing
@@ -179,8 +180,17 @@ def _dispatch(args: argparse.Namespace) -> Any:
         from .app import run_app
 
         return run_app(attach=Path(args.attach), run_ref=args.run)
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)  # torchrun's or accelerate launch's processes
+    if launched > 1 and not args.headless:
+        raise TwoTierError(
+            f"under a launcher ({launched} processes) train with --headless; watch with twotier-tui --attach LEDGER",
+            exit_code=2,
+        )
     resume = None
-    if args.resume is not None:
+    if args.resume is not None and os.environ.get("RANK", "0") not in ("", "0"):
+        # Rank 0 alone reads the ledger (on its node's disk) and sends its resume point to the other ranks.
+        config = config_from_args(args)
+    elif args.resume is not None:
         from ..engine.resume import find_resume_point
 
         given = {key: value for key, value in vars(args).items() if key in SETTINGS and value is not None}
@@ -189,7 +199,7 @@ def _dispatch(args: argparse.Namespace) -> Any:
         config = resume.config
     else:
         config = config_from_args(args)
-    for warning in config.tier_warnings():
+    for warning in config.tier_warnings() if os.environ.get("RANK", "0") in ("", "0") else ():
         print(f"twotier: warning: {warning}", file=sys.stderr)
     if args.headless:
         return run_headless(config, thresholds=thresholds_from_args(args), json_lines=args.json, resume=resume)

@@ -144,6 +144,13 @@ def run_headless(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     run.join()
+    if run.world is not None and not run.world.is_main:
+        # A rank other than 0 of a multi-process run: rank 0 prints the run; a failure here is this rank's own.
+        if message.status is RunStatus.FAILED:
+            raise TwoTierError(
+                f"rank {run.world.rank}: {message.error or 'training failed'}", exit_code=message.exit_code
+            )
+        return SIGNAL_EXIT[signal.Signals(caught[0])] if caught else 0
     if message.run_id is not None:
         took = time.monotonic() - started
         report.write(summary.line(message, config.ledger, took, run.resumed) + "\n")

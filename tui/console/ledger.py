@@ -206,6 +206,12 @@ def _show(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
         f"model {cell(run.model, 80)} · dataset {cell(run.dataset, 80)} · steps {fmt_steps(run.last_step, run.max_steps)}"
         f" · started {fmt_clock(run.started_at)} · took {fmt_duration(summary.duration_s)}",
     ]
+    if run.world_size > 1:
+        nodes = f"{run.node_count} node{'s' if run.node_count != 1 else ''}"
+        lines.append(
+            f"{run.world_size} processes on {nodes} ({cell(run.backend or '?')}, {cell(run.distributed_type or '?')})"
+            f" · global batch {run.global_batch_size or '?'} · hosts {cell(', '.join(run.hosts), 200)}"
+        )
     if run.error:
         lines.append(f"error: {cell(run.error, 400)}")
     lines += ["", "config"] + _indent(
