@@ -18,7 +18,6 @@ log = logging.getLogger("twotier.ledger")
 
 DEFAULT_LEDGER = Path("runs/ledger.db")
 BUSY_TIMEOUT_MS = 5000
-SQLITE_HEADER = b"SQLite format 3\x00"
 MOUNTS = Path("/proc/mounts")
 # SQLite checkpoints the WAL into the database every this many pages (4 KiB each), and cuts the
 # -wal file back to JOURNAL_LIMIT_BYTES after a checkpoint: the file stays a few MiB, not the run's size.
@@ -244,10 +243,17 @@ def _check_is_sqlite(path: Path, *, must_exist: bool) -> None:
         return
     if path.is_dir():
         raise LedgerError(f"{path}: is a folder, not a ledger file")
+    # SQLite reads the header, not Python: closing a file this process opened with open() would drop every
+    # lock its SQLite connections hold on it (POSIX locks belong to the process), and another process that
+    # then closes the ledger would take itself for the last one and delete the WAL this process writes to.
+    flags = "mode=ro&immutable=1" if _on_readonly_filesystem(path.parent) else "mode=ro"
     try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as err:
-        raise LedgerError(f"{path}: cannot read the ledger: {err.strerror}") from err
-    if header and header != SQLITE_HEADER:
-        raise LedgerError(f"{path}: not a SQLite file; twotier will not touch it")
+        connection = sqlite3.connect(f"file:{path.resolve()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        if "not a database" in str(err):
+            raise LedgerError(f"{path}: not a SQLite file; twotier will not touch it") from err
+        raise LedgerError(f"{path}: cannot read the ledger: {err}") from err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run
+from support import PYTHON, REPO, event, hold_write_lock, integrity, mounted_tmpfs, new_run, wait_for
 from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus, open_ledger
 from twotier.store.backup import backup_ledger
 from twotier.store.db import BUSY_TIMEOUT_MS, filesystem_type, is_network_filesystem
@@ -265,3 +265,25 @@ def test_damage_in_a_data_page_is_one_ledger_error_when_read(ledger_path):
     with pytest.raises(LedgerError, match="the ledger is damaged or unreadable"):
         with LedgerReader(ledger_path) as reader:
             list(reader.iter_events("run-1"))
+
+
+def test_a_reader_opened_beside_a_live_writer_does_not_cost_the_writer_its_wal(ledger_path):
+    # The app reads the ledger in the process that trains into it. Were opening a reader to drop the writer's
+    # locks, the next process to close the ledger would delete the WAL the writer still writes to, and every
+    # later event would be lost to every other reader.
+    ledger = new_run(ledger_path)
+    writer = LedgerWriter(ledger, "run-1", flush_interval=0.02)
+
+    def seen_elsewhere() -> int:
+        query = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM event').fetchone()[0])"
+        done = subprocess.run([PYTHON, "-c", query, str(ledger_path)], capture_output=True, text=True, check=True)
+        return int(done.stdout)
+
+    writer.submit(event("run-1", 1))
+    wait_for(lambda: seen_elsewhere() == 1, "the first event in another process")
+    with LedgerReader(ledger_path) as reader:  # opened and closed in the writer's process
+        reader.run("run-1")
+    assert seen_elsewhere() == 1  # another process opens and closes the ledger
+    writer.submit(event("run-1", 2))
+    wait_for(lambda: seen_elsewhere() == 2, "the second event in another process")
+    writer.close(RunStatus.FINISHED)
