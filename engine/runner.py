@@ -278,7 +278,9 @@ class TrainingRun:
         if self.resume_point is not None:
             self._tell_world_change(world)
             superseded = reopen_run(ledger, self.run_id, self.resume_point.step, **world)
-            self.resumed = Resumed(self.resume_point.step, superseded)
+            if self.resume_point.checkpoint is not None or superseded:
+                # Else nothing came before: a queued run the daemon starts, which is no resume to report.
+                self.resumed = Resumed(self.resume_point.step, superseded)
             return ledger
         name = config.run_name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         create_run(
