@@ -365,3 +365,15 @@ def test_ledger_show_says_who_trained_a_distributed_run(one_call):
     shown = twotier(one_call, "ledger", "show", "latest", "--ledger", str(one_call / "ledger.db"))
     assert shown.returncode == 0, shown.stderr
     assert "2 processes on 1 node (gloo, MULTI_CPU) · global batch 8 · hosts " in shown.stdout
+
+
+def test_generating_on_rank_0_alone_under_fsdp2_would_hang_until_the_group_timeout(tmp_path):
+    # Why the full eval runs on every rank: the same FSDP2 model, rank 0 calling generate by itself, fails
+    # at the process-group timeout (5 s here, 30 minutes by default). The eval test above passes because
+    # twotier does not do this.
+    code, out, _ = torchrun(
+        str(REPO / "tests" / "distributed" / "rank0_alone.py"), "5", cwd=tmp_path, name="alone"
+    ).wait()
+    assert "rank 0: generating alone" in out
+    assert code != 0 and "completed" not in out
+    assert re.search(r"rank \d: failed after", out), out[-2000:]
