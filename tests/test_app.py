@@ -13,7 +13,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from support import copy_ledger, event, new_run
-from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunStatus
+from twotier.store import LedgerError, LedgerReader, LedgerWriter, RunInfo, RunStatus
 from twotier.tui.app import TwoTierApp, make_app
 from twotier.tui.app.widgets.confirm import Confirm
 from twotier.tui.app.widgets.eval_detail import EvalDetail
@@ -265,6 +265,17 @@ async def test_header_pace_of_a_resumed_run_counts_only_its_new_process():
         assert header.steps_per_s is None  # one event of the new process: no pace yet
         header.add_events(resumed[1:])
         assert header.steps_per_s == pytest.approx(2.0)
+
+
+async def test_header_of_a_run_paused_between_fast_logs_shows_the_step_it_paused_at():
+    app = HeaderAlone()
+    async with app.run_test():
+        header = app.query_one(RunHeader)
+        header.add_events([event("r", 50)])
+        paused = RunInfo(id="r", name="r", status=RunStatus.PAUSED, model="demo", dataset="demo", config={},
+                         started_at=0.0, heartbeat_at=0.0, max_steps=2000, last_step=56)  # fmt: skip
+        header.set_run(paused, "paused")
+        assert "step 56/2000" in header.render_text().plain
 
 
 def test_attach_to_an_unknown_run_fails_before_the_app_opens(two_runs):
