@@ -195,9 +195,9 @@ def normalise(line: str) -> str:
     """A line with its run-to-run figures replaced by placeholders that keep their format."""
     for pattern, placeholder in _RULES:
         line = pattern.sub(placeholder, line)
-    # A float keeps its number of decimals (a format), unless it has many (a repr, whose length varies: a Unix
-    # time's repr has 6 decimals, or 5 when the last is a zero).
-    line = _FLOAT.sub(lambda m: f"<{'#' * len(m.group(1))}>" if len(m.group(1)) < 5 else "<float>", line)
+    # A float keeps its number of decimals (a format); one with five or more (a repr, whose length varies: a
+    # Unix time's has 6, or 5 when the last is a zero) is already `<float>`, by the rule before the run ids.
+    line = _FLOAT.sub(lambda m: f"<{'#' * len(m.group(1))}>", line)
     line = _INT.sub("<n>", line)
     line = " ".join(line.split())
     return line.removesuffix(" <bar>")  # a scrollbar at the end of a screen line

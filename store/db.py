@@ -69,7 +69,7 @@ def open_ledger(
     """
     try:
         path = Path(path)
-        _check_is_sqlite(path, must_exist=readonly)
+        _check_path(path, must_exist=readonly)
         db = _reader_database(path, busy_timeout_ms) if readonly else _writer_database(path, busy_timeout_ms, mounts)
     except ValueError as err:  # e.g. a NUL byte in the path
         raise LedgerError(f"{path!r}: not a usable ledger path: {err}") from err
@@ -111,6 +111,11 @@ def _check_contents(path: Path, database: str, tables: Tables, readonly: bool) -
         finally:
             connection.close()
     except sqlite3.Error as err:
+        # SQLite reads the header, never Python: closing a file this process opened with open() would drop every
+        # lock its SQLite connections hold on it (POSIX locks belong to the process), and another process that
+        # then closes the ledger would take itself for the last one and delete the WAL this process writes to.
+        if "not a database" in str(err):
+            raise LedgerError(f"{path}: not a SQLite file; twotier will not touch it") from err
         raise LedgerError(f"{path}: cannot open the ledger: {err}") from err
     if version > SCHEMA_VERSION:
         raise LedgerError(
@@ -236,24 +241,10 @@ def _upgrade_in_one_transaction(db: SqliteDatabase, tables: Tables) -> None:
             db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _check_is_sqlite(path: Path, *, must_exist: bool) -> None:
+def _check_path(path: Path, *, must_exist: bool) -> None:
     if not path.exists():
         if must_exist:
             raise LedgerError(f"{path}: no ledger there (run a training first, or pass --ledger)")
         return
     if path.is_dir():
         raise LedgerError(f"{path}: is a folder, not a ledger file")
-    # SQLite reads the header, not Python: closing a file this process opened with open() would drop every
-    # lock its SQLite connections hold on it (POSIX locks belong to the process), and another process that
-    # then closes the ledger would take itself for the last one and delete the WAL this process writes to.
-    flags = "mode=ro&immutable=1" if _on_readonly_filesystem(path.parent) else "mode=ro"
-    try:
-        connection = sqlite3.connect(f"file:{path.resolve()}?{flags}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-        try:
-            connection.execute("PRAGMA schema_version").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.DatabaseError as err:
-        if "not a database" in str(err):
-            raise LedgerError(f"{path}: not a SQLite file; twotier will not touch it") from err
-        raise LedgerError(f"{path}: cannot read the ledger: {err}") from err

@@ -14,7 +14,7 @@ from twotier.store import Kind, LedgerReader, RunStatus
 
 
 class NanFromStep(TrainerCallback):
-    """Turns the real model's input embeddings into NaN from `step` on, as an overflow or a bad batch would."""
+    """Turns the real model's input embeddings into NaN from `step` on (multiplied by NaN, on any CPU), as a bad batch would."""
 
     def __init__(self, step: int) -> None:
         self.step = step

@@ -130,10 +130,7 @@ class RunHeader(Static):
             text.append("  ·  ")
             text.append(printable(fmt_phase(run.phase, self._clock())), style="bold yellow")
         # A pause or stop lands between fast logs: the run's own step, once it says so, is past its newest event.
-        steps = [
-            value for value in (event.step if event else None, run.last_step if run else None) if value is not None
-        ]
-        step = max(steps, default=0)
+        step = max(event.step if event is not None else 0, run.last_step if run is not None else 0)
         total = run.max_steps if run is not None else None
         percent = f"{100 * step / total:3.0f}%" if total else "   -"
         text.append(f"\nstep {fmt_steps(step, total)}  ")
